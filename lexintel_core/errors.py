@@ -1,0 +1,92 @@
+"""The typed error hierarchy. Every error carries a stable machine-readable `code`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # API-facing
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_INPUT = "INVALID_INPUT"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    DUPLICATE = "DUPLICATE"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    UNSUPPORTED_TYPE = "UNSUPPORTED_TYPE"
+    ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
+    # Job-facing (stored on FAILED documents)
+    PDF_ENCRYPTED = "pdf_encrypted"
+    PDF_CORRUPT = "pdf_corrupt"
+    UNSUPPORTED = "unsupported_type"
+    NO_TEXT = "no_text"
+    TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
+    DOCUMENT_DELETED = "document_deleted"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    TRANSIENT = "transient"
+
+
+class LexIntelError(Exception):
+    """Base of every error LexIntel raises on purpose."""
+
+    default_code: ErrorCode = ErrorCode.INVALID_INPUT
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code if code is not None else self.default_code
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+# Jobs
+
+
+class JobError(LexIntelError):
+    """An error raised inside a job stage."""
+
+
+class PermanentError(JobError):
+    """Retrying cannot help (corrupt or encrypted file, unsupported type...): fail at once."""
+
+    default_code = ErrorCode.UNSUPPORTED
+
+
+class RetryableError(JobError):
+    """A transient failure (network, database, embedding API): retry with backoff."""
+
+    default_code = ErrorCode.TRANSIENT
+
+
+# API
+
+
+class NotFound(LexIntelError):
+    default_code = ErrorCode.NOT_FOUND
+
+
+class InvalidInput(LexIntelError):
+    default_code = ErrorCode.INVALID_INPUT
+
+
+class PermissionDenied(LexIntelError):
+    default_code = ErrorCode.PERMISSION_DENIED
+
+
+class IllegalTransition(InvalidInput):
+    default_code = ErrorCode.ILLEGAL_TRANSITION
+
+
+class DuplicateDocument(LexIntelError):
+    """The same bytes (SHA-256) are already a document of this case."""
+
+    default_code = ErrorCode.DUPLICATE
+
+    def __init__(self, message: str, *, existing_id: object) -> None:
+        super().__init__(message)
+        self.existing_id = existing_id
+
+
+class FileTooLarge(InvalidInput):
+    default_code = ErrorCode.FILE_TOO_LARGE

@@ -1,0 +1,35 @@
+"""Every Redis key and Pub/Sub channel LexIntel uses, in one place."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+PREFIX = "lexintel:"
+
+# arq queue used by the API to enqueue and by workers to consume.
+QUEUE_NAME = f"{PREFIX}queue"
+
+
+def document_channel(document_id: UUID) -> str:
+    """Pub/Sub channel carrying every ProgressEvent of one document."""
+    return f"{PREFIX}progress:document:{document_id}"
+
+
+def case_channel(case_id: UUID) -> str:
+    """Pub/Sub channel carrying the ProgressEvents of every document of one case."""
+    return f"{PREFIX}progress:case:{case_id}"
+
+
+def progress_snapshot_key(document_id: UUID) -> str:
+    """The latest ProgressEvent of a document (JSON), for subscribers that join late."""
+    return f"{PREFIX}progress:snapshot:{document_id}"
+
+
+def progress_seq_key(document_id: UUID) -> str:
+    """Counter that hands out the monotonically increasing `seq` of a document's events."""
+    return f"{PREFIX}progress:seq:{document_id}"
+
+
+def cancel_flag_key(document_id: UUID) -> str:
+    """Set when a document is cancelled; workers check it between pages and batches."""
+    return f"{PREFIX}cancel:{document_id}"

@@ -1,0 +1,93 @@
+"""The progress contract between workers (publishers) and the API (subscribers).
+
+A worker calls `publish_progress`; one Lua script assigns the next `seq` of the document,
+stores the event as the document's snapshot and publishes it on the document and case
+channels, so the snapshot always equals the last published event. JSON on the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+
+from lexintel_core import keys
+from lexintel_core.models import utcnow
+from lexintel_core.status import ProcessingStatus
+
+# Snapshots and seq counters expire together, a week after a document's last event.
+PROGRESS_TTL_SECONDS = 7 * 24 * 3600
+
+
+class Stage(StrEnum):
+    QUEUED = "queued"
+    EXTRACT = "extract"
+    CHUNK = "chunk"
+    EMBED = "embed"
+    DONE = "done"
+
+
+class ProgressEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    document_id: UUID
+    case_id: UUID
+    seq: int = Field(default=0, ge=0)  # assigned by `publish_progress`
+    stage: Stage
+    status: ProcessingStatus
+    percent: float = Field(ge=0, le=100)
+    message: str = Field(default="", max_length=200)
+    error_code: str | None = None
+    error_message: str | None = Field(default=None, max_length=300)
+    timestamp: datetime = Field(default_factory=utcnow)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> ProgressEvent:
+        return cls.model_validate_json(data)
+
+
+# KEYS: seq counter, snapshot, document channel, case channel. ARGV: event JSON, ttl.
+_PUBLISH_SCRIPT = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local event = cjson.decode(ARGV[1])
+event['seq'] = seq
+local payload = cjson.encode(event)
+redis.call('SET', KEYS[2], payload, 'EX', ARGV[2])
+redis.call('PUBLISH', KEYS[3], payload)
+redis.call('PUBLISH', KEYS[4], payload)
+return payload
+"""
+
+
+async def publish_progress(redis: Redis, event: ProgressEvent) -> ProgressEvent:
+    """Assign the next seq, store the snapshot and publish, atomically. Returns the event
+    as published (with its seq)."""
+    payload: Any = await redis.eval(  # type: ignore[misc]
+        _PUBLISH_SCRIPT,
+        4,
+        keys.progress_seq_key(event.document_id),
+        keys.progress_snapshot_key(event.document_id),
+        keys.document_channel(event.document_id),
+        keys.case_channel(event.case_id),
+        event.to_json(),
+        PROGRESS_TTL_SECONDS,
+    )
+    return ProgressEvent.from_json(payload)
+
+
+async def read_snapshot(redis: Redis, document_id: UUID) -> ProgressEvent | None:
+    """The last published event of a document, or None if there is none (or it expired)."""
+    payload = await redis.get(keys.progress_snapshot_key(document_id))
+    return ProgressEvent.from_json(payload) if payload is not None else None

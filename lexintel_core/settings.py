@@ -1,0 +1,89 @@
+"""All configuration, read from `LEXINTEL_*` environment variables and `.env`.
+
+The defaults point at the embedded servers that `lexintel dev` starts (PostgreSQL with
+pgvector on 127.0.0.1:5433, a Redis-compatible server on 127.0.0.1:6380, data under
+`./.lexintel/`), so nothing needs configuring on a developer machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EmbeddingProviderName = Literal["auto", "hashing", "sentence-transformers", "openai"]
+BlobBackend = Literal["postgres", "filesystem"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LEXINTEL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # Services
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5433/lexintel"
+    redis_url: str = "redis://127.0.0.1:6380/0"
+    data_dir: Path = Path(".lexintel")
+    database_pool_size: int = Field(default=10, ge=1)
+
+    # Blob storage: PostgreSQL (default, readable from any machine) or a shared filesystem.
+    blob_backend: BlobBackend = "postgres"
+    blob_dir: Path | None = None  # default: <data_dir>/blobs
+    blob_chunk_bytes: int = Field(default=1024 * 1024, ge=4096)
+
+    # Embeddings. "auto" picks sentence-transformers when the `semantic` extra is installed,
+    # otherwise the lexical hashing embedder.
+    embedding_provider: EmbeddingProviderName = "auto"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_dimension: int = Field(default=384, ge=1, le=16000)
+    embedding_device: str = "cpu"
+    embedding_batch_size: int = Field(default=32, ge=1)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+
+    # Chunking, measured in tokens of the embedding model (or its documented approximation).
+    chunk_size_tokens: int = Field(default=256, ge=16)
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+
+    # Uploads and jobs
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    job_timeout_seconds: float = Field(default=900.0, gt=0)
+    extract_timeout_seconds: float = Field(default=120.0, gt=0)
+    extract_memory_limit_mb: int = Field(default=1024, ge=64)
+    retry_delays_seconds: list[float] = Field(default_factory=lambda: [60.0, 120.0, 240.0])
+    retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    worker_concurrency: int = Field(default=4, ge=1)
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    worker_takeover_seconds: float = Field(default=30.0, gt=0)
+    worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("retry_delays_seconds")
+    @classmethod
+    def _delays_non_negative(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must be >= 0 seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_size_tokens:
+            raise ValueError("chunk_overlap_tokens must be smaller than chunk_size_tokens")
+        if self.worker_heartbeat_seconds >= self.worker_takeover_seconds:
+            raise ValueError(
+                "worker_heartbeat_seconds must be smaller than worker_takeover_seconds"
+            )
+        return self
+
+    @property
+    def max_tries(self) -> int:
+        """First try plus one per configured retry delay."""
+        return len(self.retry_delays_seconds) + 1
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"

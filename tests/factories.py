@@ -1,0 +1,41 @@
+"""Small builders for rows the tests need. They add and flush; the test commits."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lexintel_core.models import Case, Document, Organization
+
+
+async def organization(session: AsyncSession, name: str = "Acme LLP") -> Organization:
+    org = Organization(name=name)
+    session.add(org)
+    await session.flush()
+    return org
+
+
+async def case(
+    session: AsyncSession, org: Organization | None = None, name: str = "Doe v. Roe"
+) -> Case:
+    org = org or await organization(session)
+    item = Case(organization_id=org.id, name=name, reference="1:24-cv-01234")
+    session.add(item)
+    await session.flush()
+    return item
+
+
+def document(
+    case_id: uuid.UUID, content: bytes = b"lease agreement", filename: str = "lease.pdf"
+) -> Document:
+    digest = hashlib.sha256(content).hexdigest()
+    return Document(
+        case_id=case_id,
+        filename=filename,
+        content_type="application/pdf",
+        size_bytes=len(content),
+        sha256=digest,
+        blob_key=digest,
+    )
