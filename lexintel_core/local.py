@@ -39,9 +39,11 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline:
-                raise EmbeddedServerError(f"nothing listens on {host}:{port} after {timeout}s")
+                raise EmbeddedServerError(
+                    f"nothing listens on {host}:{port} after {timeout}s"
+                ) from exc
             time.sleep(0.05)
 
 
@@ -156,11 +158,13 @@ class EmbeddedPostgres:
 
     def create_database(self, name: str) -> None:
         """Create `name` unless it exists."""
-        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"database name {name!r} must be letters, digits and underscores")
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")  # noqa: S608
         if exists.strip() != "1":
-            self._psql(f'CREATE DATABASE "{name}"')
+            self.psql(f'CREATE DATABASE "{name}"')
 
-    def _psql(self, sql: str) -> str:
+    def psql(self, sql: str) -> str:
         return self._run(
             "psql", "-h", self.host, "-p", str(self.port), "-U", POSTGRES_SUPERUSER,
             "-d", "postgres", "-tAc", sql,

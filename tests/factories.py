@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lexintel_core.models import Case, Document, Organization
+from lexintel_core.models import Case, Document, DocumentChunk, Organization
 
 
 async def organization(session: AsyncSession, name: str = "Acme LLP") -> Organization:
@@ -38,4 +39,20 @@ def document(
         size_bytes=len(content),
         sha256=digest,
         blob_key=digest,
+    )
+
+
+def chunk(
+    document: Document, ordinal: int = 0, text: str = "clause", **fields: Any
+) -> DocumentChunk:
+    values: dict[str, Any] = {
+        "page_start": 1,
+        "page_end": 1,
+        "char_start": 0,
+        "char_end": len(text),
+        "token_count": len(text.split()),
+    }
+    values.update(fields)
+    return DocumentChunk(
+        document_id=document.id, case_id=document.case_id, ordinal=ordinal, text=text, **values
     )

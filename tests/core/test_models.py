@@ -66,7 +66,8 @@ async def test_document_round_trips_with_status_and_timestamps(sessions: Session
         assert loaded.page_count == 12
         assert loaded.attempts == 0
         assert loaded.sha256 == document.sha256
-        assert loaded.extracting_at is not None and loaded.extracting_at <= datetime.now(UTC)
+        assert loaded.extracting_at is not None
+        assert loaded.extracting_at <= datetime.now(UTC)
         stored = await session.scalar(text("SELECT status FROM documents"))
         assert stored == "EXTRACTING"
 
@@ -147,20 +148,7 @@ async def test_vector_of_the_wrong_dimension_is_rejected(
     async with sessions() as session:
         case = await factories.case(session)
         document = await DocumentRepository(session).add(factories.document(case.id))
-        session.add(
-            DocumentChunk(
-                document_id=document.id,
-                case_id=case.id,
-                ordinal=0,
-                text="x",
-                page_start=1,
-                page_end=1,
-                char_start=0,
-                char_end=1,
-                token_count=1,
-                embedding=[1.0] * (settings.embedding_dimension + 1),
-            )  # fmt: skip
-        )
+        session.add(factories.chunk(document, embedding=[1.0] * (settings.embedding_dimension + 1)))
         with pytest.raises(Exception, match="expected 384 dimensions"):
             await session.flush()
 
@@ -173,18 +161,12 @@ async def test_hnsw_index_serves_nearest_neighbour_queries(
         case = await factories.case(session)
         document = await DocumentRepository(session).add(factories.document(case.id))
         session.add_all(
-            DocumentChunk(
-                document_id=document.id,
-                case_id=case.id,
-                ordinal=i,
-                text=f"clause {i}",
-                page_start=1,
-                page_end=1,
-                char_start=0,
-                char_end=9,
-                token_count=2,
+            factories.chunk(
+                document,
+                i,
+                f"clause {i}",
                 embedding=_unit_vector(settings.embedding_dimension, rng),
-            )  # fmt: skip
+            )
             for i in range(2000)
         )
     query = _unit_vector(settings.embedding_dimension, rng)
@@ -244,19 +226,7 @@ async def test_deleting_a_case_removes_its_documents_and_chunks(sessions: Sessio
     async with sessions.begin() as session:
         case = await factories.case(session)
         document = await DocumentRepository(session).add(factories.document(case.id))
-        session.add(
-            DocumentChunk(
-                document_id=document.id,
-                case_id=case.id,
-                ordinal=0,
-                text="x",
-                page_start=1,
-                page_end=1,
-                char_start=0,
-                char_end=1,
-                token_count=1,
-            )  # fmt: skip
-        )
+        session.add(factories.chunk(document))
     async with sessions.begin() as session:
         await session.execute(text("DELETE FROM cases WHERE id = :id"), {"id": case.id})
     async with sessions() as session:
