@@ -1,0 +1,1 @@
+"""LexIntel's Starlette + Strawberry GraphQL API and the `lexintel` command line."""

@@ -94,7 +94,7 @@ class EmbeddedPostgres:
                 f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
                 f"{self._log_tail()}"
             )
-        return result.stdout
+        return str(result.stdout)
 
     def _log_tail(self) -> str:
         log = self.data_dir / "postgres.log"
@@ -110,6 +110,7 @@ class EmbeddedPostgres:
         )
 
         entry = ensure_user_exists(self._os_user)
+        assert entry is not None
         ensure_prefix_permissions(self.data_dir)
         ensure_prefix_permissions(self._bin)
         ensure_folder_permissions(self._bin, 0o055)

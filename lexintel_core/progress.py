@@ -82,7 +82,7 @@ async def publish_progress(redis: Redis, event: ProgressEvent) -> ProgressEvent:
         keys.document_channel(event.document_id),
         keys.case_channel(event.case_id),
         event.to_json(),
-        PROGRESS_TTL_SECONDS,
+        str(PROGRESS_TTL_SECONDS),
     )
     return ProgressEvent.from_json(payload)
 

@@ -1,0 +1,1 @@
+"""LexIntel's arq worker: WorkerSettings and one module per pipeline stage."""

@@ -56,7 +56,7 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 def make_settings(database_url: str, redis_url: str, data_dir: Path) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=database_url,
         redis_url=redis_url,
         data_dir=data_dir,

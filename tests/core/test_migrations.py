@@ -40,7 +40,7 @@ async def test_migrations_upgrade_an_empty_database_and_downgrade_cleanly(
         model_tables = {table.name for table in Base.metadata.sorted_tables}
         assert model_tables <= await _tables(engine)
         async with engine.connect() as connection:
-            indexes = dict(
+            indexes: dict[str, str] = dict(
                 (await connection.execute(text("SELECT indexname, indexdef FROM pg_indexes"))).all()
             )
             column_type = await connection.scalar(

@@ -131,6 +131,7 @@ async def test_chunk_stores_a_vector_and_generates_its_tsvector(
         loaded = await session.get(DocumentChunk, chunk.id)
         assert loaded is not None
         assert (loaded.page_start, loaded.page_end) == (3, 4)
+        assert loaded.embedding is not None
         assert len(loaded.embedding) == settings.embedding_dimension
         assert list(loaded.embedding) == pytest.approx(vector, abs=1e-6)
         matched = await session.scalar(

@@ -66,7 +66,7 @@ async def test_subscribers_of_document_and_case_channels_receive_events(redis: R
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
             if message is not None:
                 received[message["channel"].decode()] = ProgressEvent.from_json(message["data"])
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     assert received[keys.document_channel(document_id)] == published
     assert received[keys.case_channel(case_id)] == published
