@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
     DOCUMENT_DELETED = "document_deleted"
     RETRIES_EXHAUSTED = "retries_exhausted"
+    CANCELLED = "cancelled"
     TRANSIENT = "transient"
 
 
@@ -90,3 +91,15 @@ class DuplicateDocument(LexIntelError):
 
 class FileTooLarge(InvalidInput):
     default_code = ErrorCode.FILE_TOO_LARGE
+
+
+class DocumentCancelled(JobError):
+    """Raised inside a job when the document's cancel flag is seen."""
+
+    default_code = ErrorCode.CANCELLED
+
+
+class DocumentGone(JobError):
+    """The document was deleted while its job was queued or running: end quietly."""
+
+    default_code = ErrorCode.DOCUMENT_DELETED
