@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
 
-    # Chunking, measured in tokens of the embedding model (or its documented approximation).
-    chunk_size_tokens: int = Field(default=256, ge=16)
+    # Chunking, in tokens of the embedding model (approximated by chunking.count_tokens). 224
+    # leaves MiniLM's 256-token window room for its special tokens and estimate error.
+    chunk_size_tokens: int = Field(default=224, ge=16)
     chunk_overlap_tokens: int = Field(default=32, ge=0)
 
     # Uploads and jobs
