@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbeddingProviderName = Literal["auto", "hashing", "sentence-transformers", "openai"]
 BlobBackend = Literal["postgres", "filesystem"]
+PdfEngineName = Literal["auto", "pypdf", "pypdfium2"]
 
 
 class Settings(BaseSettings):
@@ -55,7 +56,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     job_timeout_seconds: float = Field(default=900.0, gt=0)
     extract_timeout_seconds: float = Field(default=120.0, gt=0)
-    extract_memory_limit_mb: int = Field(default=1024, ge=64)
+    # A parser child process needs ~60 MB of address space before it reads anything.
+    extract_memory_limit_mb: int = Field(default=1024, ge=256)
+    # "auto": pypdfium2 when the `pdfium` extra is installed (about 14x faster on the sample
+    # corpus), else pypdf, which is always installed.
+    pdf_engine: PdfEngineName = "auto"
     retry_delays_seconds: list[float] = Field(default_factory=lambda: [60.0, 120.0, 240.0])
     retry_jitter: float = Field(default=0.1, ge=0, le=1)
     worker_concurrency: int = Field(default=4, ge=1)

@@ -1,0 +1,156 @@
+"""The stages of one document: extract → chunk → embed → READY.
+
+Each stage replaces its own output in one transaction, so running it twice (at-least-once
+delivery, a takeover after a crash) gives the same result."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import delete, insert, select, update
+
+from lexintel_core.chunking import chunk_pages
+from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.jobs import EmbedDocument, JobName, enqueue
+from lexintel_core.models import DocumentChunk
+from lexintel_core.status import ProcessingStatus
+from lexintel_jobs.run import JobRun, lock_document
+
+S = ProcessingStatus
+# Statuses in which a pipeline job may (re)start: queued, or taken over mid-way.
+_RUNNABLE = frozenset({S.QUEUED, S.EXTRACTING, S.CHUNKING, S.EMBEDDING})
+
+
+async def _runnable(run: JobRun) -> bool:
+    """False when the document is already terminal: a duplicate delivery of finished work."""
+    async with run.state.sessions() as session:
+        document = await lock_document(session, run.document_id)
+        return document.status in _RUNNABLE
+
+
+async def process_document(run: JobRun) -> str:
+    """`document.process`: the whole pipeline."""
+    if not await _runnable(run):
+        return "already finished"
+    await extract_and_chunk(run)
+    return await embed_chunks(run)
+
+
+async def extract_document(run: JobRun) -> str:
+    """`document.extract`: extract and chunk again, then queue `document.embed`."""
+    if not await _runnable(run):
+        return "already finished"
+    await extract_and_chunk(run, then=S.QUEUED)
+    await enqueue(
+        run.state.redis, JobName.DOCUMENT_EMBED, EmbedDocument(document_id=run.document_id)
+    )
+    return "extracted"
+
+
+async def embed_document(run: JobRun) -> str:
+    """`document.embed`: embed the document's chunks that lack a vector of the current model."""
+    if not await _runnable(run):
+        return "already finished"
+    return await embed_chunks(run)
+
+
+async def _download(run: JobRun, blob_key: str, path: Path) -> None:
+    with path.open("wb") as handle:
+        async for piece in run.state.blobs.open(blob_key):
+            await asyncio.to_thread(handle.write, piece)
+
+
+async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None) -> None:
+    """Extract and chunk; leave the document CHUNKING, or move it on to `then`."""
+    settings = run.state.settings
+    document = await run.transition(S.EXTRACTING, attempts=run.job_try)
+
+    async def on_page(done: int, total: int) -> None:
+        await run.check_cancelled()
+        await run.report(S.EXTRACTING, 100.0 * done / max(total, 1), f"page {done} of {total}")
+
+    await run.check_cancelled()
+    with tempfile.TemporaryDirectory(prefix="lexintel-") as tmp:
+        path = Path(tmp) / "document"
+        await _download(run, document.blob_key, path)
+        extracted = await run.state.extractor.extract(path, on_page)
+    pages = extracted.pages
+    if not any(page.text.strip() for page in pages):
+        raise PermanentError(
+            "the document has no text layer (scanned images need OCR, which is not supported)",
+            code=ErrorCode.NO_TEXT,
+        )
+
+    await run.transition(S.CHUNKING, page_count=len(pages), content_type=extracted.content_type)
+    chunks = await asyncio.to_thread(
+        chunk_pages,
+        pages,
+        size_tokens=settings.chunk_size_tokens,
+        overlap_tokens=settings.chunk_overlap_tokens,
+    )
+    await run.check_cancelled()
+    async with run.state.sessions.begin() as session:
+        document = await lock_document(session, run.document_id)
+        await session.execute(
+            delete(DocumentChunk).where(DocumentChunk.document_id == run.document_id)
+        )
+        if chunks:
+            await session.execute(
+                insert(DocumentChunk),
+                [
+                    {
+                        "document_id": document.id,
+                        "case_id": document.case_id,
+                        "ordinal": chunk.ordinal,
+                        "text": chunk.text,
+                        "page_start": chunk.page_start,
+                        "page_end": chunk.page_end,
+                        "char_start": chunk.char_start,
+                        "char_end": chunk.char_end,
+                        "token_count": chunk.token_count,
+                    }
+                    for chunk in chunks
+                ],
+            )
+    await run.report(S.CHUNKING, 100.0, f"{len(chunks)} chunks")
+    if then is not None:
+        await run.transition(then)
+
+
+async def embed_chunks(run: JobRun) -> str:
+    state = run.state
+    embedder = state.embedder
+    await run.transition(S.EMBEDDING)
+    async with state.sessions() as session:
+        rows = (
+            await session.execute(
+                select(DocumentChunk.id, DocumentChunk.text)
+                .where(
+                    DocumentChunk.document_id == run.document_id,
+                    (DocumentChunk.embedding.is_(None))
+                    | (DocumentChunk.embedding_model.is_distinct_from(embedder.model_name)),
+                )
+                .order_by(DocumentChunk.ordinal)
+            )
+        ).all()
+    batch_size = state.settings.embedding_batch_size
+    for start in range(0, len(rows), batch_size):
+        await run.check_cancelled()
+        batch = rows[start : start + batch_size]
+        vectors = await embedder.embed([text for _, text in batch])
+        async with state.sessions.begin() as session:
+            await session.execute(
+                update(DocumentChunk),
+                [
+                    {"id": chunk_id, "embedding": vector, "embedding_model": embedder.model_name}
+                    for (chunk_id, _), vector in zip(batch, vectors, strict=True)
+                ],
+            )
+        done = start + len(batch)
+        await run.report(S.EMBEDDING, 100.0 * done / len(rows), f"{done} of {len(rows)} chunks")
+    await run.check_cancelled()
+    if not await run.finish(S.READY):
+        return "already finished"
+    return "ready"

@@ -1,0 +1,61 @@
+"""Publishes a document's progress, throttled, and never lets a publish failure fail a job."""
+
+from __future__ import annotations
+
+import logging
+import time
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+from lexintel_core.progress import ProgressEvent, Stage, publish_progress
+from lexintel_core.status import ProcessingStatus
+
+logger = logging.getLogger("lexintel.jobs.progress")
+
+
+class ProgressReporter:
+    def __init__(
+        self, redis: Redis, document_id: UUID, case_id: UUID, *, min_interval: float = 0.25
+    ) -> None:
+        self._redis = redis
+        self._document_id = document_id
+        self._case_id = case_id
+        self._min_interval = min_interval
+        self._last_sent = 0.0
+        self._last_stage: Stage | None = None
+
+    async def report(
+        self,
+        stage: Stage,
+        status: ProcessingStatus,
+        percent: float,
+        message: str = "",
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        """Publish now if the stage changed, the status is terminal, or enough time passed
+        since the last event; otherwise drop this intermediate step (a 1,000-page file must
+        not flood Redis)."""
+        now = time.monotonic()
+        urgent = stage != self._last_stage or status.is_terminal
+        if not urgent and now - self._last_sent < self._min_interval:
+            return
+        event = ProgressEvent(
+            document_id=self._document_id,
+            case_id=self._case_id,
+            stage=stage,
+            status=status,
+            percent=round(min(max(percent, 0.0), 100.0), 1),
+            message=message[:200],
+            error_code=error_code,
+            error_message=error_message[:300] if error_message else None,
+        )
+        try:
+            await publish_progress(self._redis, event)
+        except Exception:
+            logger.warning("could not publish progress (the job goes on)", exc_info=True)
+            return
+        self._last_sent = now
+        self._last_stage = stage

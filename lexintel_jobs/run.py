@@ -1,0 +1,118 @@
+"""One run of one job for one document: status changes, progress and cancel checks."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lexintel_core.cancellation import is_cancel_requested
+from lexintel_core.errors import DocumentCancelled, DocumentGone
+from lexintel_core.jobs import JobName
+from lexintel_core.models import Document, DocumentChunk
+from lexintel_core.progress import Stage
+from lexintel_core.status import ProcessingStatus
+from lexintel_jobs.reporter import ProgressReporter
+from lexintel_jobs.state import WorkerState
+
+_STAGE_OF_STATUS = {
+    ProcessingStatus.QUEUED: Stage.QUEUED,
+    ProcessingStatus.EXTRACTING: Stage.EXTRACT,
+    ProcessingStatus.CHUNKING: Stage.CHUNK,
+    ProcessingStatus.EMBEDDING: Stage.EMBED,
+    ProcessingStatus.READY: Stage.DONE,
+    ProcessingStatus.FAILED: Stage.DONE,
+    ProcessingStatus.CANCELLED: Stage.DONE,
+}
+
+
+async def lock_document(session: AsyncSession, document_id: uuid.UUID) -> Document:
+    """The document row, locked for this transaction; DocumentGone if it was deleted."""
+    document = await session.get(Document, document_id, with_for_update=True)
+    if document is None:
+        raise DocumentGone(f"document {document_id} was deleted")
+    return document
+
+
+@dataclass
+class JobRun:
+    state: WorkerState
+    name: JobName
+    document_id: uuid.UUID
+    job_id: str
+    job_try: int
+    _reporter: ProgressReporter | None = field(default=None, repr=False)
+
+    async def transition(self, status: ProcessingStatus, **fields: Any) -> Document:
+        """Commit `status` (and `fields`) on the document, then announce it."""
+        async with self.state.sessions.begin() as session:
+            document = await lock_document(session, self.document_id)
+            if document.status is ProcessingStatus.CANCELLED:
+                raise DocumentCancelled("the document was cancelled")
+            document.transition_to(status)
+            for name, value in fields.items():
+                setattr(document, name, value)
+        self._reporter = self._reporter or ProgressReporter(
+            self.state.redis, document.id, document.case_id
+        )
+        await self.report(status, 0.0 if not status.is_terminal else 100.0)
+        return document
+
+    async def report(self, status: ProcessingStatus, percent: float, message: str = "") -> None:
+        if self._reporter is not None:
+            await self._reporter.report(_STAGE_OF_STATUS[status], status, percent, message)
+
+    async def check_cancelled(self) -> None:
+        if await is_cancel_requested(self.state.redis, self.document_id):
+            raise DocumentCancelled("the document was cancelled")
+
+    async def finish(
+        self,
+        status: ProcessingStatus,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """End the document in a terminal `status` and publish the one terminal event.
+
+        Returns False, publishing nothing, when the document is gone or already terminal
+        (e.g. cancelled through the API, which announced it itself)."""
+        async with self.state.sessions.begin() as session:
+            document = await session.get(Document, self.document_id, with_for_update=True)
+            if document is None or document.status.is_terminal:
+                return False
+            document.transition_to(status)
+            document.error_code = error_code
+            document.error_message = error_message
+            if status is not ProcessingStatus.READY:
+                # Half-written chunks of a failed or cancelled run must not linger.
+                await session.execute(
+                    delete(DocumentChunk).where(DocumentChunk.document_id == self.document_id)
+                )
+        reporter = ProgressReporter(self.state.redis, document.id, document.case_id)
+        await reporter.report(
+            Stage.DONE,
+            status,
+            100.0,
+            status.value.lower(),
+            error_code=error_code,
+            error_message=error_message,
+        )
+        return True
+
+    async def requeue(self, message: str) -> None:
+        """Put a running document back to QUEUED (retry backoff, shutdown) and say why."""
+        async with self.state.sessions.begin() as session:
+            document = await session.get(Document, self.document_id, with_for_update=True)
+            if document is None or document.status.is_terminal:
+                return
+            if document.status is not ProcessingStatus.QUEUED:
+                document.transition_to(ProcessingStatus.QUEUED)
+            document.error_message = message[:1000]
+        reporter = self._reporter or ProgressReporter(
+            self.state.redis, document.id, document.case_id
+        )
+        await reporter.report(Stage.QUEUED, ProcessingStatus.QUEUED, 0.0, message)

@@ -1,0 +1,168 @@
+"""The wrapper around every job: payload validation, tries, retries with backoff and
+jitter, the heartbeat that keeps a crashed worker's job from being stranded, and the
+terminal status when a job fails for good (arq itself runs no hook then)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq.constants import in_progress_key_prefix, retry_key_prefix
+from arq.worker import Function, Retry, func
+
+from lexintel_core.errors import (
+    DocumentCancelled,
+    DocumentGone,
+    ErrorCode,
+    InvalidInput,
+    LexIntelError,
+    PermanentError,
+)
+from lexintel_core.jobs import JobName, validate_payload
+from lexintel_core.settings import Settings
+from lexintel_core.status import ProcessingStatus
+from lexintel_jobs.logs import job_log_context
+from lexintel_jobs.run import JobRun
+from lexintel_jobs.state import WorkerState, state_of
+
+logger = logging.getLogger("lexintel.jobs")
+
+Stage = Callable[[JobRun], Awaitable[str]]
+
+# We count tries ourselves (settings.max_tries) so that the last one can mark the document
+# FAILED; arq's own limit only has to be out of the way.
+ARQ_MAX_TRIES = 1000
+
+
+def retry_delay(settings: Settings, job_try: int) -> float:
+    """Backoff before try `job_try + 1`: the configured delay plus up to `retry_jitter` of it."""
+    delays = settings.retry_delays_seconds
+    base = delays[min(job_try, len(delays)) - 1] if delays else 0.0
+    return base * (1 + random.uniform(0, settings.retry_jitter))  # noqa: S311 - not crypto
+
+
+async def _heartbeat(state: WorkerState, job_id: str) -> None:
+    """Keep arq's in-progress key short-lived but alive while the job runs: if this worker
+    is killed, the key expires and another worker takes the job over within the takeover
+    time, instead of after arq's default (the longest job timeout)."""
+    settings = state.settings
+    key = in_progress_key_prefix + job_id
+    takeover_ms = int(settings.worker_takeover_seconds * 1000)
+    while True:
+        try:
+            await state.redis.pexpire(key, takeover_ms)
+        except Exception:
+            logger.warning("heartbeat failed; will try again", exc_info=True)
+        await asyncio.sleep(settings.worker_heartbeat_seconds)
+
+
+async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) -> str:
+    state = state_of(ctx)
+    job_id: str = ctx["job_id"]
+    job_try: int = ctx["job_try"]
+    try:
+        payload = validate_payload(name, raw)
+    except InvalidInput as exc:
+        logger.error("rejected job %s: %s (not retried)", job_id, exc)
+        return "invalid"
+    document_id = payload.document_id  # type: ignore[attr-defined]
+    run = JobRun(state, name, document_id, job_id, job_try)
+    settings = state.settings
+    with job_log_context(document_id=document_id, job_id=job_id, job_try=job_try):
+        if job_try > settings.max_tries:
+            return await _give_up(
+                run, job_try - 1, "the worker running it stopped before it finished"
+            )
+        heartbeat = asyncio.create_task(_heartbeat(state, job_id))
+        try:
+            async with asyncio.timeout(settings.job_timeout_seconds):
+                outcome = await stage(run)
+            logger.info("%s finished: %s", name, outcome)
+            return outcome
+        except DocumentGone:
+            logger.info("document was deleted; nothing to do")
+            return "gone"
+        except DocumentCancelled:
+            await run.finish(ProcessingStatus.CANCELLED)
+            logger.info("cancelled")
+            return "cancelled"
+        except PermanentError as exc:
+            logger.warning("failed permanently: %s", exc)
+            await run.finish(
+                ProcessingStatus.FAILED, error_code=exc.code, error_message=exc.message
+            )
+            return "failed"
+        except asyncio.CancelledError:
+            # Shutdown ran out of grace: hand the job back without burning a try.
+            await asyncio.shield(_requeue_after_shutdown(run))
+            raise
+        except Exception as exc:
+            return await _retry_or_fail(run, exc)
+        finally:
+            heartbeat.cancel()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, LexIntelError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return "the job ran past its time limit"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _retry_or_fail(run: JobRun, exc: Exception) -> str:
+    settings = run.state.settings
+    reason = _describe(exc)
+    if run.job_try >= settings.max_tries:
+        logger.error("try %d of %d failed, giving up: %s", run.job_try, settings.max_tries, reason)
+        return await _give_up(run, run.job_try, reason)
+    delay = retry_delay(settings, run.job_try)
+    logger.warning(
+        "try %d of %d failed, retrying in %.1fs: %s",
+        run.job_try,
+        settings.max_tries,
+        delay,
+        reason,
+        exc_info=not isinstance(exc, LexIntelError),
+    )
+    try:
+        await run.requeue(f"try {run.job_try} failed, retrying in {delay:.0f}s: {reason}")
+    except Exception:
+        logger.warning("could not record the retry on the document", exc_info=True)
+    raise Retry(defer=delay) from exc
+
+
+async def _give_up(run: JobRun, tries: int, reason: str) -> str:
+    await run.finish(
+        ProcessingStatus.FAILED,
+        error_code=ErrorCode.RETRIES_EXHAUSTED,
+        error_message=f"failed after {tries} tries: {reason}"[:1000],
+    )
+    return "failed"
+
+
+async def _requeue_after_shutdown(run: JobRun) -> None:
+    try:
+        # arq counted this run as a try when it started; a shutdown is not the job's fault.
+        await run.state.redis.decr(retry_key_prefix + run.job_id)
+        await run.requeue("the worker shut down; the document will be processed again")
+        logger.info("worker shutting down: job handed back to the queue")
+    except Exception:
+        logger.warning("could not re-queue after shutdown", exc_info=True)
+
+
+def arq_function(name: JobName, stage: Stage, settings: Settings) -> Function:
+    async def job(ctx: dict[str, Any], payload: Any) -> str:
+        return await run_job(ctx, name, stage, payload)
+
+    job.__qualname__ = job.__name__ = str(name).replace(".", "_")
+    return func(
+        job,
+        name=str(name),
+        # Our own limit (settings.job_timeout_seconds) fires first and is handled above.
+        timeout=settings.job_timeout_seconds + 60,
+        max_tries=ARQ_MAX_TRIES,
+    )

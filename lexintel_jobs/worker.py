@@ -1,0 +1,79 @@
+"""The arq worker. Run it with `arq lexintel_jobs.worker.WorkerSettings` (or `lexintel
+worker`); `arq --check lexintel_jobs.worker.WorkerSettings` is the liveness probe.
+
+Everything comes from `LEXINTEL_*` settings. Job arguments and results are JSON, never
+pickle: a Redis that someone else can write to must not become code execution here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.worker import Function
+
+from lexintel_core import keys
+from lexintel_core.jobs import JobName
+from lexintel_core.settings import Settings
+from lexintel_jobs.logs import configure_logging
+from lexintel_jobs.pipeline import embed_document, extract_document, process_document
+from lexintel_jobs.runner import arq_function
+from lexintel_jobs.state import STATE_KEY, build_state, state_of
+
+HEALTH_CHECK_INTERVAL_SECONDS = 10
+POLL_DELAY_SECONDS = 0.1
+
+
+def json_dumps(value: Any) -> bytes:
+    return json.dumps(value, default=str).encode()
+
+
+def json_loads(data: bytes) -> Any:
+    return json.loads(data)
+
+
+async def on_startup(ctx: dict[str, Any]) -> None:
+    configure_logging()
+    if STATE_KEY not in ctx:  # tests may hand in a prepared state
+        ctx[STATE_KEY] = await build_state(ctx["settings"], ctx["redis"])
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    if STATE_KEY in ctx:
+        await state_of(ctx).aclose()
+
+
+def functions(settings: Settings) -> list[Function]:
+    return [
+        arq_function(JobName.DOCUMENT_PROCESS, process_document, settings),
+        arq_function(JobName.DOCUMENT_EXTRACT, extract_document, settings),
+        arq_function(JobName.DOCUMENT_EMBED, embed_document, settings),
+    ]
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `arq.worker.Worker`, from settings."""
+    return {
+        "functions": functions(settings),
+        "queue_name": keys.QUEUE_NAME,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "ctx": {"settings": settings},
+        "max_jobs": settings.worker_concurrency,
+        "job_timeout": settings.job_timeout_seconds + 60,
+        "poll_delay": POLL_DELAY_SECONDS,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
+        "job_completion_wait": int(settings.worker_shutdown_grace_seconds),
+        "job_serializer": json_dumps,
+        "job_deserializer": json_loads,
+        "keep_result": 3600,
+    }
+
+
+def _settings_class() -> type:
+    # Reads the environment (no connections) when arq imports this module.
+    return type("WorkerSettings", (), worker_options(Settings()))
+
+
+WorkerSettings = _settings_class()

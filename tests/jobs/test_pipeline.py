@@ -1,0 +1,350 @@
+"""The document pipeline on a real arq Worker, PostgreSQL + pgvector and Redis."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import docx
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+from arq.worker import Worker
+from redis.asyncio import Redis
+from sqlalchemy import delete, update
+
+from lexintel_core import keys
+from lexintel_core.cancellation import request_cancel
+from lexintel_core.db import SessionFactory
+from lexintel_core.embeddings import Embedder
+from lexintel_core.errors import ErrorCode, PermanentError, RetryableError
+from lexintel_core.jobs import JobName, ProcessDocument, enqueue
+from lexintel_core.models import Document
+from lexintel_core.progress import read_snapshot
+from lexintel_core.settings import Settings
+from lexintel_core.status import ProcessingStatus
+from lexintel_jobs.state import WorkerState
+from tests.jobs.conftest import EventLog, Uploader, load, make_pdf, settle
+
+RunWorker = Callable[..., Awaitable[Worker]]
+S = ProcessingStatus
+
+
+class FlakyEmbedder:
+    """Wraps the real embedder; raises the queued errors on its first calls."""
+
+    def __init__(self, inner: Embedder, errors: list[BaseException], always: bool = False) -> None:
+        self.inner = inner
+        self.errors = errors
+        self.always = always
+        self.calls: list[float] = []
+        self.model_name = inner.model_name
+        self.dimension = inner.dimension
+
+    async def load(self) -> None:
+        await self.inner.load()
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(time.monotonic())
+        if self.errors:
+            raise self.errors[0] if self.always else self.errors.pop(0)
+        return await self.inner.embed(texts)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def flaky(errors: list[BaseException], always: bool = False) -> Callable[[WorkerState], None]:
+    def prepare(state: WorkerState) -> None:
+        state.embedder = FlakyEmbedder(state.embedder, errors, always)
+
+    return prepare
+
+
+def assert_event_stream(events: list[Any], terminal: S) -> None:
+    seqs = [event.seq for event in events]
+    assert seqs == sorted(set(seqs)), f"seq not strictly increasing: {seqs}"
+    terminals = [event for event in events if event.is_terminal]
+    assert len(terminals) == 1
+    assert events[-1].status is terminal
+
+
+async def test_pdf_ends_ready_with_embedded_chunks_citing_their_pages(
+    uploader: Uploader,
+    run_worker: RunWorker,
+    sessions: SessionFactory,
+    events: EventLog,
+    redis: Redis,
+    worker_settings: Settings,
+) -> None:
+    pdf = make_pdf(
+        [
+            "MASTER LEASE AGREEMENT\nThe Landlord leases the Premises to the Tenant.",
+            "Section 9. Indemnification\nThe Tenant shall indemnify the Landlord.",
+            "Section 12. Civil rights\nClaims under 42 U.S.C. § 1983 are excluded.",
+        ]
+    )
+    document = await uploader.upload(pdf, "lease.pdf")
+    worker = await run_worker()
+    await settle()
+
+    stored, chunks = await load(sessions, document.id)
+    assert stored.status is S.READY, stored.error_message
+    assert stored.page_count == 3
+    assert stored.attempts == 1
+    assert stored.content_type == "application/pdf"
+    assert worker.jobs_complete == 1
+    assert chunks
+    assert [chunk.ordinal for chunk in chunks] == list(range(len(chunks)))
+    for chunk in chunks:
+        assert chunk.embedding is not None
+        assert len(chunk.embedding) == worker_settings.embedding_dimension
+        assert chunk.embedding_model
+    indemnity = [c for c in chunks if "indemnify" in c.text]
+    assert indemnity
+    assert all(c.page_start <= 2 <= c.page_end for c in indemnity)
+    civil = [c for c in chunks if "§ 1983" in c.text]
+    assert civil
+    assert all(c.page_start <= 3 <= c.page_end for c in civil)
+
+    stream = events.of(document.id)
+    assert_event_stream(stream, S.READY)
+    assert [e.status for e in stream if e.percent == 0][:3] == [
+        S.EXTRACTING,
+        S.CHUNKING,
+        S.EMBEDDING,
+    ]
+    assert await read_snapshot(redis, document.id) == stream[-1]
+
+
+def _docx() -> bytes:
+    document = docx.Document()
+    document.add_paragraph("NON-DISCLOSURE AGREEMENT")
+    document.add_paragraph("The Recipient shall hold the Confidential Information in trust.")
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text = "Term"
+    table.rows[0].cells[1].text = "Five years from the Effective Date"
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+FORMATS: dict[str, tuple[bytes, str]] = {
+    "utf8.txt": ("Lease § 4 – “Term”: twelve months — renewable.\n".encode(), "“Term”"),
+    "latin1.txt": ("Café Müller agrees to § 12 of the lease.\n".encode("latin-1"), "Café Müller"),
+    "page.html": (
+        b"<html><head><style>p{color:red}</style><script>alert('x')</script></head>"
+        b"<body><h1>Order</h1><p>The motion is &sect; 7 <b>GRANTED</b>.</p></body></html>",
+        "§ 7 GRANTED",
+    ),
+    "nda.docx": (_docx(), "Confidential Information"),
+}
+
+
+async def test_text_html_and_docx_documents_end_ready_with_their_text(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory
+) -> None:
+    uploaded = {name: await uploader.upload(data, name) for name, (data, _) in FORMATS.items()}
+    await run_worker()
+    for name, document in uploaded.items():
+        stored, chunks = await load(sessions, document.id)
+        assert stored.status is S.READY, (name, stored.error_code, stored.error_message)
+        text = " ".join(" ".join(chunk.text.split()) for chunk in chunks)
+        assert FORMATS[name][1] in text, (name, text)
+    html_text = " ".join(c.text for c in (await load(sessions, uploaded["page.html"].id))[1])
+    assert "alert" not in html_text
+    assert "color:red" not in html_text
+
+
+async def test_garbage_bytes_never_crash_the_worker(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory
+) -> None:
+    garbage = bytes((i * 7919 + 13) % 256 for i in range(5000))
+    document = await uploader.upload(garbage, "notes.txt")
+    worker = await run_worker()
+    stored, _ = await load(sessions, document.id)
+    assert stored.status in {S.READY, S.FAILED}
+    if stored.status is S.FAILED:
+        assert stored.error_code in {ErrorCode.UNSUPPORTED, ErrorCode.NO_TEXT}
+    assert worker.jobs_failed == 0
+
+
+async def test_retryable_failure_is_retried_with_backoff_then_succeeds(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, events: EventLog
+) -> None:
+    document = await uploader.upload(make_pdf(["Clause 1. Payment terms apply."]))
+    embedder_errors: list[BaseException] = [RetryableError("embedding API returned 503")]
+    holder: list[FlakyEmbedder] = []
+
+    def prepare(state: WorkerState) -> None:
+        flaky(embedder_errors)(state)
+        assert isinstance(state.embedder, FlakyEmbedder)
+        holder.append(state.embedder)
+
+    worker = await run_worker(prepare=prepare)
+    await settle()
+    stored, chunks = await load(sessions, document.id)
+    assert stored.status is S.READY
+    assert stored.attempts == 2
+    assert chunks
+    assert worker.jobs_retried == 1
+    first_call, second_call = holder[0].calls[0], holder[0].calls[1]
+    assert second_call - first_call >= 0.2  # the first configured delay
+    stream = events.of(document.id)
+    retry_events = [e for e in stream if e.status is S.QUEUED and "retrying" in e.message]
+    assert len(retry_events) == 1
+    assert "503" in retry_events[0].message
+    assert_event_stream(stream, S.READY)
+
+
+async def test_unknown_exceptions_are_retried_like_retryable_ones(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory
+) -> None:
+    document = await uploader.upload(make_pdf(["Clause 2. Notices."]))
+    await run_worker(prepare=flaky([ConnectionResetError("peer reset")]))
+    stored, _ = await load(sessions, document.id)
+    assert stored.status is S.READY
+    assert stored.attempts == 2
+
+
+async def test_permanent_failure_is_not_retried(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, events: EventLog
+) -> None:
+    document = await uploader.upload(make_pdf(["Clause 3. Governing law."]))
+    error = PermanentError("model rejected the input", code=ErrorCode.TOO_LARGE)
+    worker = await run_worker(prepare=flaky([error], always=True))
+    await settle()
+    stored, chunks = await load(sessions, document.id)
+    assert stored.status is S.FAILED
+    assert stored.error_code == ErrorCode.TOO_LARGE
+    assert stored.error_message == "model rejected the input"
+    assert stored.attempts == 1
+    assert worker.jobs_retried == 0
+    assert chunks == []  # no half-written output survives a failure
+    stream = events.of(document.id)
+    assert_event_stream(stream, S.FAILED)
+    assert stream[-1].error_code == ErrorCode.TOO_LARGE
+
+
+async def test_exhausted_retries_end_failed_with_the_reason(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, events: EventLog
+) -> None:
+    document = await uploader.upload(make_pdf(["Clause 4. Severability."]))
+    error = RetryableError("embedding API unreachable")
+    worker = await run_worker(prepare=flaky([error], always=True))
+    await settle()
+    stored, _ = await load(sessions, document.id)
+    assert stored.status is S.FAILED
+    assert stored.error_code == ErrorCode.RETRIES_EXHAUSTED
+    assert stored.error_message is not None
+    assert "after 3 tries" in stored.error_message
+    assert "embedding API unreachable" in stored.error_message
+    assert stored.attempts == 3
+    assert worker.jobs_retried == 2
+    assert_event_stream(events.of(document.id), S.FAILED)
+
+
+async def test_rerunning_a_half_finished_document_gives_one_set_of_chunks(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, queue: ArqRedis
+) -> None:
+    document = await uploader.upload(make_pdf(["Page one text.", "Page two text."] * 5))
+    await run_worker()
+    _, first_chunks = await load(sessions, document.id)
+
+    # As if a worker died after chunking: the document is mid-pipeline and is delivered again.
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Document).where(Document.id == document.id).values(status=S.EMBEDDING)
+        )
+    await enqueue(
+        queue, JobName.DOCUMENT_PROCESS, ProcessDocument(document_id=document.id, generation=1)
+    )
+    await run_worker()
+    stored, second_chunks = await load(sessions, document.id)
+    assert stored.status is S.READY
+    assert [c.text for c in second_chunks] == [c.text for c in first_chunks]
+    assert [c.ordinal for c in second_chunks] == list(range(len(first_chunks)))
+
+
+async def test_a_duplicate_delivery_of_finished_work_changes_nothing(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, queue: ArqRedis
+) -> None:
+    document = await uploader.upload(make_pdf(["Recital A."]))
+    await run_worker()
+    before, chunks_before = await load(sessions, document.id)
+    await enqueue(
+        queue, JobName.DOCUMENT_PROCESS, ProcessDocument(document_id=document.id, generation=7)
+    )
+    await run_worker()
+    after, chunks_after = await load(sessions, document.id)
+    assert after.status is S.READY
+    assert after.finished_at == before.finished_at
+    assert [c.id for c in chunks_after] == [c.id for c in chunks_before]
+
+
+async def test_a_job_for_a_deleted_document_ends_quietly(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory
+) -> None:
+    document = await uploader.upload(make_pdf(["Soon gone."]))
+    async with sessions.begin() as session:
+        await session.execute(delete(Document).where(Document.id == document.id))
+    worker = await run_worker()
+    assert worker.jobs_complete == 1
+    assert worker.jobs_failed == 0
+    assert worker.jobs_retried == 0
+
+
+async def test_cancelled_before_start_ends_cancelled_without_chunks(
+    uploader: Uploader,
+    run_worker: RunWorker,
+    sessions: SessionFactory,
+    events: EventLog,
+    redis: Redis,
+) -> None:
+    document = await uploader.upload(make_pdf(["Never processed."]))
+    await request_cancel(redis, document.id)
+    await run_worker()
+    await settle()
+    stored, chunks = await load(sessions, document.id)
+    assert stored.status is S.CANCELLED
+    assert chunks == []
+    assert_event_stream(events.of(document.id), S.CANCELLED)
+
+
+async def test_an_invalid_payload_is_rejected_without_retry(
+    run_worker: RunWorker, queue: ArqRedis
+) -> None:
+    await queue.enqueue_job("document.process", {"document_id": "not-a-uuid"})
+    worker = await run_worker()
+    assert worker.jobs_retried == 0
+    assert worker.jobs_failed == 0
+    assert await queue.zcard(keys.QUEUE_NAME) == 0
+
+
+class _Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+async def test_a_pickled_payload_planted_in_the_queue_is_never_unpickled(
+    run_worker: RunWorker, queue: ArqRedis, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    job_id = uuid.uuid4().hex
+    planted = pickle.dumps(
+        {"t": 1, "f": "document.process", "a": [_Exploit(marker)], "k": {}, "et": 0}
+    )
+    await queue.set(job_key_prefix + job_id, planted)
+    await queue.zadd(keys.QUEUE_NAME, {job_id: 1})
+    worker = await run_worker()
+    assert worker.jobs_failed == 1
+    assert not marker.exists()
+    assert await queue.zcard(keys.QUEUE_NAME) == 0
