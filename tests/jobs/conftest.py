@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,15 @@ from lexintel_core.settings import Settings
 from lexintel_jobs.state import STATE_KEY, WorkerState, build_state
 from lexintel_jobs.worker import json_dumps, json_loads, worker_options
 from tests import factories
+
+# The shared sample corpus lies beside the project (../shared), in the workspace and in CI.
+CORPUS = Path(__file__).resolve().parents[3] / "shared/corpus/pdf-samples"
+
+
+def corpus_entries() -> list[dict[str, Any]]:
+    """files.json of the corpus; a missing corpus is an error, never a silent skip."""
+    entries: list[dict[str, Any]] = json.loads((CORPUS / "files.json").read_text())["data"]
+    return entries
 
 
 def make_pdf(pages: list[str]) -> bytes:

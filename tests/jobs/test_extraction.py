@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -33,22 +32,14 @@ from lexintel_jobs.extraction import (
 )
 from lexintel_jobs.extraction import child as extraction_child
 from lexintel_jobs.extraction.protocol import read_frame
+from tests.jobs.conftest import CORPUS, corpus_entries
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared/corpus/pdf-samples"
 GEOTOPO = CORPUS / "009-pdflatex-geotopo/GeoTopo-komprimiert.pdf"  # 117 pages, ~7 s in pypdf
 FOUR_PAGES = CORPUS / "004-pdflatex-4-pages/pdflatex-4-pages.pdf"
 MULTICOLUMN = CORPUS / "026-latex-multicolumn/multicolumn.pdf"
 
 # Extracts a path with a PDF engine: through an Extractor's child, or inline (extract_file).
 Run = Callable[[Path, str], Awaitable[ExtractedDocument]]
-
-
-def _corpus() -> list[dict[str, Any]]:
-    files = CORPUS / "files.json"
-    if not files.exists():  # pragma: no cover - the corpus is part of the workspace
-        return []
-    entries: list[dict[str, Any]] = json.loads(files.read_text())["data"]
-    return entries
 
 
 def _extraction_children(ignore: frozenset[int] = frozenset()) -> list[psutil.Process]:
@@ -196,7 +187,7 @@ async def test_type_comes_from_bytes_not_name(extractor: Extractor, tmp_path: Pa
 
 
 @pytest.mark.parametrize("engine", ["pypdf", "pypdfium2"])
-@pytest.mark.parametrize("entry", _corpus(), ids=lambda entry: entry["path"].split("/")[0])
+@pytest.mark.parametrize("entry", corpus_entries(), ids=lambda entry: entry["path"].split("/")[0])
 async def test_corpus(
     entry: dict[str, Any], engine: str, extractor: Extractor, pdfium_extractor: Extractor
 ) -> None:

@@ -23,7 +23,7 @@ from lexintel_core.cancellation import request_cancel
 from lexintel_core.db import SessionFactory
 from lexintel_core.embeddings import Embedder
 from lexintel_core.errors import ErrorCode, PermanentError, RetryableError
-from lexintel_core.jobs import JobName, ProcessDocument, enqueue
+from lexintel_core.jobs import EmbedDocument, ExtractDocument, JobName, ProcessDocument, enqueue
 from lexintel_core.models import Document
 from lexintel_core.progress import read_snapshot
 from lexintel_core.settings import Settings
@@ -348,3 +348,50 @@ async def test_a_pickled_payload_planted_in_the_queue_is_never_unpickled(
     assert worker.jobs_failed == 1
     assert not marker.exists()
     assert await queue.zcard(keys.QUEUE_NAME) == 0
+
+
+async def test_extract_and_embed_jobs_reprocess_a_ready_document(
+    uploader: Uploader,
+    run_worker: RunWorker,
+    sessions: SessionFactory,
+    queue: ArqRedis,
+    events: EventLog,
+) -> None:
+    document = await uploader.upload(make_pdf(["Article 1. Definitions.", "Article 2. Scope."]))
+    await run_worker()
+    _, first = await load(sessions, document.id)
+
+    async with sessions.begin() as session:  # what reprocessing through the API does
+        stored = await session.get(Document, document.id)
+        assert stored is not None
+        stored.transition_to(S.QUEUED)
+    await enqueue(
+        queue, JobName.DOCUMENT_EXTRACT, ExtractDocument(document_id=document.id, generation=1)
+    )
+    worker = await run_worker()  # runs document.extract, which queues document.embed
+    assert worker.jobs_complete == 2
+    stored_after, second = await load(sessions, document.id)
+    assert stored_after.status is S.READY
+    assert [c.text for c in second] == [c.text for c in first]
+    assert {c.id for c in second}.isdisjoint({c.id for c in first})  # chunks were replaced
+
+    # A new embedding model: document.embed re-embeds every chunk with it.
+    def renamed(state: WorkerState) -> None:
+        flaky([])(state)
+        assert isinstance(state.embedder, FlakyEmbedder)
+        state.embedder.model_name = "hashing-renamed"
+
+    async with sessions.begin() as session:
+        stored = await session.get(Document, document.id)
+        assert stored is not None
+        stored.transition_to(S.QUEUED)
+    await enqueue(
+        queue, JobName.DOCUMENT_EMBED, EmbedDocument(document_id=document.id, generation=1)
+    )
+    await run_worker(prepare=renamed)
+    await settle()
+    final, third = await load(sessions, document.id)
+    assert final.status is S.READY
+    assert [c.id for c in third] == [c.id for c in second]
+    assert {c.embedding_model for c in third} == {"hashing-renamed"}
+    assert events.of(document.id)[-1].status is S.READY

@@ -207,3 +207,27 @@ async def test_arq_check_reports_a_live_worker(
     while await check() != 0:
         assert time.monotonic() < deadline, workers.logs()
         await asyncio.sleep(0.5)
+
+
+async def test_a_worker_whose_embedder_does_not_fit_the_schema_refuses_to_start(
+    settings: Settings, workers: Workers
+) -> None:
+    worker = workers.start(EMBEDDING_DIMENSION=768)
+    assert worker.wait(timeout=120) != 0
+    logs = workers.logs()
+    assert "384" in logs
+    assert "768" in logs
+
+
+async def test_every_log_line_of_a_job_names_its_document_job_and_try(
+    uploader: Uploader, workers: Workers, sessions: SessionFactory
+) -> None:
+    document = await uploader.upload(make_pdf(["Exhibit A."]), "exhibit.pdf")
+    worker = workers.start()
+    await wait_for(sessions, document.id, {S.READY}, within=60)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    job_lines = [line for line in workers.logs().splitlines() if "lexintel.jobs" in line]
+    assert job_lines
+    assert all(f"document={document.id}" in line for line in job_lines), job_lines
+    assert all(" job=document.process:" in line and " try=1 " in line for line in job_lines)
