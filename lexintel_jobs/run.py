@@ -29,9 +29,11 @@ _STAGE_OF_STATUS = {
 }
 
 
-async def lock_document(session: AsyncSession, document_id: uuid.UUID) -> Document:
-    """The document row, locked for this transaction; DocumentGone if it was deleted."""
-    document = await session.get(Document, document_id, with_for_update=True)
+async def get_document(
+    session: AsyncSession, document_id: uuid.UUID, *, lock: bool = True
+) -> Document:
+    """The document row (locked for this transaction); DocumentGone if it was deleted."""
+    document = await session.get(Document, document_id, with_for_update=lock)
     if document is None:
         raise DocumentGone(f"document {document_id} was deleted")
     return document
@@ -49,7 +51,7 @@ class JobRun:
     async def transition(self, status: ProcessingStatus, **fields: Any) -> Document:
         """Commit `status` (and `fields`) on the document, then announce it."""
         async with self.state.sessions.begin() as session:
-            document = await lock_document(session, self.document_id)
+            document = await get_document(session, self.document_id)
             if document.status is ProcessingStatus.CANCELLED:
                 raise DocumentCancelled("the document was cancelled")
             document.transition_to(status)

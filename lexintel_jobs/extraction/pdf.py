@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from pypdf import PasswordType, PdfReader
@@ -49,9 +50,23 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:200]
 
 
-def _check_failures(texts: list[str], failures: int, last: BaseException | None) -> None:
+def _read_pages(count: int, read: Callable[[int], str], progress: Progress | None) -> list[str]:
+    """`read(index)` for every page, a failing page kept as ""; PDF_CORRUPT if all fail."""
+    texts: list[str] = []
+    failures, last = 0, None
+    for index in range(count):
+        try:
+            text = read(index)
+        except MemoryError:
+            raise
+        except Exception as error:
+            text, failures, last = "", failures + 1, error
+        texts.append(text)
+        if progress is not None:
+            progress(index + 1, count)
     if texts and failures == len(texts):
         raise corrupt(f"no page could be read; last error {_describe(last or Exception())}")
+    return texts
 
 
 def _open_pypdf(path: Path) -> PdfReader:
@@ -74,21 +89,9 @@ def _pypdf_pages(path: Path, progress: Progress | None) -> list[str]:
         # strict=False readers warn about what they repair; repairs are what we want.
         warnings.simplefilter("ignore", PdfReadWarning)
         reader = _open_pypdf(path)
-        count = len(reader.pages)
-        texts: list[str] = []
-        failures, last = 0, None
-        for index in range(count):
-            try:
-                text = reader.pages[index].extract_text()
-            except MemoryError:
-                raise
-            except Exception as error:
-                text, failures, last = "", failures + 1, error
-            texts.append(text)
-            if progress is not None:
-                progress(index + 1, count)
-    _check_failures(texts, failures, last)
-    return texts
+        return _read_pages(
+            len(reader.pages), lambda index: reader.pages[index].extract_text(), progress
+        )
 
 
 def _pdfium_pages(path: Path, progress: Progress | None) -> list[str]:
@@ -100,32 +103,22 @@ def _pdfium_pages(path: Path, progress: Progress | None) -> list[str]:
         if error.err_code == pdfium_raw.FPDF_ERR_PASSWORD:
             raise encrypted() from error
         raise corrupt(_describe(error)) from error
-    try:
-        count = len(document)
-        texts: list[str] = []
-        failures, last = 0, None
-        for index in range(count):
+
+    def read(index: int) -> str:
+        page = document[index]
+        try:
+            textpage = page.get_textpage()
             try:
-                page = document[index]
-                try:
-                    textpage = page.get_textpage()
-                    try:
-                        text = str(textpage.get_text_range())
-                    finally:
-                        textpage.close()
-                finally:
-                    page.close()
-            except MemoryError:
-                raise
-            except Exception as error:
-                text, failures, last = "", failures + 1, error
-            texts.append(text)
-            if progress is not None:
-                progress(index + 1, count)
+                return str(textpage.get_text_range())
+            finally:
+                textpage.close()
+        finally:
+            page.close()
+
+    try:
+        return _read_pages(len(document), read, progress)
     finally:
         document.close()
-    _check_failures(texts, failures, last)
-    return texts
 
 
 def extract_pdf_pages(path: Path, engine: str, progress: Progress | None) -> tuple[str, list[str]]:

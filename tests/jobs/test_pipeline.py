@@ -137,6 +137,10 @@ def _docx() -> bytes:
 FORMATS: dict[str, tuple[bytes, str]] = {
     "utf8.txt": ("Lease § 4 – “Term”: twelve months — renewable.\n".encode(), "“Term”"),
     "latin1.txt": ("Café Müller agrees to § 12 of the lease.\n".encode("latin-1"), "Café Müller"),
+    "bad-bytes.txt": (
+        b"Clause 7 survives termination.\n\x81\xff\xfe\x00\x9d broken bytes\n" * 20,
+        "Clause 7 survives termination.",
+    ),
     "page.html": (
         b"<html><head><style>p{color:red}</style><script>alert('x')</script></head>"
         b"<body><h1>Order</h1><p>The motion is &sect; 7 <b>GRANTED</b>.</p></body></html>",
@@ -161,7 +165,7 @@ async def test_text_html_and_docx_documents_end_ready_with_their_text(
     assert "color:red" not in html_text
 
 
-async def test_garbage_bytes_never_crash_the_worker(
+async def test_random_bytes_never_crash_the_worker(
     uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory
 ) -> None:
     garbage = bytes((i * 7919 + 13) % 256 for i in range(5000))
