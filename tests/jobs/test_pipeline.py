@@ -399,3 +399,16 @@ async def test_extract_and_embed_jobs_reprocess_a_ready_document(
     assert [c.id for c in third] == [c.id for c in second]
     assert {c.embedding_model for c in third} == {"hashing-renamed"}
     assert events.of(document.id)[-1].status is S.READY
+
+
+async def test_the_packaged_minilm_model_embeds_documents_in_the_worker(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, worker_settings: Settings
+) -> None:
+    document = await uploader.upload(make_pdf(["The lessee shall pay rent on the first day."]))
+    await run_worker(worker_settings.model_copy(update={"embedding_provider": "auto"}))
+    stored, chunks = await load(sessions, document.id)
+    assert stored.status is S.READY
+    assert {c.embedding_model for c in chunks} == {"all-MiniLM-L6-v2"}
+    for chunk in chunks:
+        assert chunk.embedding is not None
+        assert abs(sum(v * v for v in chunk.embedding) - 1.0) < 1e-4
