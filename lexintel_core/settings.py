@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     chunk_size_tokens: int = Field(default=224, ge=16)
     chunk_overlap_tokens: int = Field(default=32, ge=0)
 
+    # Search: reciprocal-rank fusion constant and list weights for HYBRID, candidates each
+    # list contributes, and the HNSW search breadth (recall versus speed).
+    search_rrf_k: int = Field(default=60, ge=1)
+    search_semantic_weight: float = Field(default=1.0, ge=0)
+    search_keyword_weight: float = Field(default=1.0, ge=0)
+    search_candidates: int = Field(default=50, ge=1, le=1000)
+    search_ef_search: int = Field(default=100, ge=1, le=1000)
+
     # Uploads and jobs
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     job_timeout_seconds: float = Field(default=900.0, gt=0)

@@ -6,9 +6,13 @@ import hashlib
 import uuid
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lexintel_core.chunking import PageText, chunk_pages
+from lexintel_core.embeddings import Embedder
 from lexintel_core.models import Case, Document, DocumentChunk, Organization
+from lexintel_core.status import ProcessingStatus
 
 
 async def organization(session: AsyncSession, name: str = "Acme LLP") -> Organization:
@@ -56,3 +60,49 @@ def chunk(
     return DocumentChunk(
         document_id=document.id, case_id=document.case_id, ordinal=ordinal, text=text, **values
     )
+
+
+async def indexed_document(
+    session: AsyncSession,
+    embedder: Embedder,
+    case_item: Case,
+    filename: str,
+    pages: list[str],
+    *,
+    status: ProcessingStatus = ProcessingStatus.READY,
+    size_tokens: int = 224,
+) -> tuple[Document, list[DocumentChunk]]:
+    """A document as the pipeline leaves it: chunked, embedded, in `status`."""
+    item = document(case_item.id, "\f".join([filename, *pages]).encode(), filename)
+    item.status = status
+    item.page_count = len(pages)
+    session.add(item)
+    await session.flush()
+    pieces = chunk_pages(
+        [PageText(number, text) for number, text in enumerate(pages, start=1)],
+        size_tokens=size_tokens,
+        overlap_tokens=min(32, size_tokens // 4),
+    )
+    vectors = await embedder.embed([piece.text for piece in pieces])
+    rows = [
+        chunk(
+            item,
+            piece.ordinal,
+            piece.text,
+            page_start=piece.page_start,
+            page_end=piece.page_end,
+            char_start=piece.char_start,
+            char_end=piece.char_end,
+            token_count=piece.token_count,
+            embedding=vector,
+            embedding_model=embedder.model_name,
+        )
+        for piece, vector in zip(pieces, vectors, strict=True)
+    ]
+    session.add_all(rows)
+    await session.flush()
+    return item, rows
+
+
+async def chunk_count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(DocumentChunk)) or 0)
