@@ -1,0 +1,109 @@
+"""Search at a size where the planner's choices matter: 10,000 chunks, one case holding 1%.
+
+The data is generated once for the module inside PostgreSQL and removed afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lexintel_core.db import create_session_factory
+from lexintel_core.embeddings import HashingEmbedder
+from lexintel_core.models import Base, Case
+from lexintel_core.search import SearchMode, SearchRequest, SearchService
+from lexintel_core.settings import Settings
+from lexintel_core.status import ProcessingStatus
+from tests import factories
+
+# Random words (one rare word in 2% of the chunks) and random unit vectors.
+_GENERATE_CHUNKS = """
+INSERT INTO document_chunks (id, document_id, case_id, ordinal, text, page_start, page_end,
+                             char_start, char_end, token_count, embedding, embedding_model)
+SELECT gen_random_uuid(), d.id, d.case_id, g,
+       CASE WHEN g = 0 THEN 'subrogation ' ELSE '' END || array_to_string(ARRAY(
+           SELECT (ARRAY['lease', 'tenant', 'rent', 'indemnity', 'court', 'order', 'motion',
+                         'notice'])[1 + floor(random() * 8)::int]
+           FROM generate_series(1, 12 + 0 * g)), ' '),
+       1, 1, 0, 1, 12,
+       l2_normalize(
+           ARRAY(SELECT random() - 0.5 + 0 * g FROM generate_series(1, :dimension))::vector),
+       :model
+FROM documents d CROSS JOIN generate_series(0, 49) g
+"""
+
+
+@pytest.fixture(scope="module")
+def embedder(settings: Settings) -> HashingEmbedder:
+    return HashingEmbedder(settings.embedding_dimension)
+
+
+@pytest.fixture(scope="module")
+def service(engine: AsyncEngine, embedder: HashingEmbedder, settings: Settings) -> SearchService:
+    return SearchService(create_session_factory(engine), embedder, settings)
+
+
+@pytest.fixture(scope="module")
+async def cases(engine: AsyncEngine, embedder: HashingEmbedder) -> AsyncIterator[tuple[Case, Case]]:
+    """(big case, small case): 10,000 READY chunks, 1% of them in the small case."""
+    sessions = create_session_factory(engine)
+    async with sessions.begin() as session:
+        org = await factories.organization(session)
+        big = await factories.case(session, org, "Big")
+        small = await factories.case(session, org, "Small")
+        for case_item, documents in ((big, 198), (small, 2)):  # 50 chunks each
+            for n in range(documents):
+                item = factories.document(case_item.id, f"{case_item.id}-{n}".encode(), f"d{n}.pdf")
+                item.status = ProcessingStatus.READY
+                session.add(item)
+        await session.flush()
+        await session.execute(text("SELECT setseed(0.42)"))
+        await session.execute(
+            text(_GENERATE_CHUNKS),
+            {"dimension": embedder.dimension, "model": embedder.model_name},
+        )
+    async with sessions.begin() as session:  # planner statistics are transactional too
+        await session.execute(text("ANALYZE"))
+    yield big, small
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
+def _request(case: Case, query: str, mode: SearchMode, **fields: object) -> SearchRequest:
+    return SearchRequest(
+        query=query,
+        organization_id=case.organization_id,
+        mode=mode,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+async def test_a_case_with_one_percent_of_the_chunks_still_gets_k_results(
+    cases: tuple[Case, Case], service: SearchService, mode: SearchMode
+) -> None:
+    _, small = cases
+    hits = await service.search(
+        _request(small, "tenant or rent or notice", mode, case_id=small.id, limit=10)
+    )
+    assert len(hits) == 10
+    assert {hit.case_id for hit in hits} == {small.id}
+
+
+async def test_unfiltered_semantic_search_uses_the_hnsw_index(
+    cases: tuple[Case, Case], service: SearchService
+) -> None:
+    big, _ = cases
+    plan = await service.explain(_request(big, "tenant rent notice", SearchMode.SEMANTIC))
+    assert "ix_document_chunks_embedding_hnsw" in plan, plan
+
+
+async def test_keyword_search_uses_the_gin_index(
+    cases: tuple[Case, Case], service: SearchService
+) -> None:
+    big, _ = cases
+    plan = await service.explain(_request(big, "subrogation", SearchMode.KEYWORD))
+    assert "ix_document_chunks_search_vector" in plan, plan
