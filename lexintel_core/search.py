@@ -103,7 +103,7 @@ _SCOPE = """
 """
 
 _SEMANTIC_LIST = f"""
-    SELECT c.id, c.embedding <=> :embedding AS distance
+    SELECT c.id, c.document_id, c.ordinal, c.embedding <=> :embedding AS distance
     {_SCOPE}
       AND c.embedding_model = :model
     ORDER BY c.embedding <=> :embedding
@@ -113,14 +113,15 @@ _SEMANTIC_LIST = f"""
 _TSQUERY = f"websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :query)"
 
 _KEYWORD_LIST = f"""
-    SELECT c.id, ts_rank_cd(c.search_vector, {_TSQUERY}) AS rank
+    SELECT c.id, c.document_id, c.ordinal, ts_rank_cd(c.search_vector, {_TSQUERY}) AS rank
     {_SCOPE}
       AND c.search_vector @@ {_TSQUERY}
-    ORDER BY rank DESC, c.id
+    ORDER BY rank DESC, c.document_id, c.ordinal
     LIMIT :candidates
 """
 
 # Each mode ranks candidate chunk ids; the final SELECT pages them and adds what results show.
+# Ties break on (document, ordinal), so equal scores (overlapping chunks) rank reproducibly.
 _RANKED = {
     SearchMode.SEMANTIC: f"""
     ranked AS (
@@ -135,11 +136,13 @@ _RANKED = {
     )""",
     SearchMode.HYBRID: f"""
     semantic AS (
-        SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS position
+        SELECT id, distance,
+               row_number() OVER (ORDER BY distance, document_id, ordinal) AS position
         FROM ({_SEMANTIC_LIST}) s
     ),
     keyword AS (
-        SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS position
+        SELECT id, rank,
+               row_number() OVER (ORDER BY rank DESC, document_id, ordinal) AS position
         FROM ({_KEYWORD_LIST}) k
     ),
     ranked AS (
@@ -164,7 +167,7 @@ def _statement(mode: SearchMode) -> TextClause:
     FROM ranked r
     JOIN document_chunks c ON c.id = r.id
     JOIN documents d ON d.id = c.document_id
-    ORDER BY r.score DESC, c.id
+    ORDER BY r.score DESC, c.document_id, c.ordinal
     LIMIT :limit OFFSET :offset
     """
     types = {
@@ -241,7 +244,8 @@ class SearchService:
             "model": self._embedder.model_name,
             "limit": request.limit,
             "offset": request.offset,
-            # Each list contributes this many candidates to the page being fused.
+            # Every page is cut from the same `search_candidates` best chunks (at least), so
+            # pages agree with each other even though HNSW and relaxed order are approximate.
             "candidates": max(settings.search_candidates, request.offset + request.limit),
             "rrf_k": settings.search_rrf_k,
             "semantic_weight": settings.search_semantic_weight,
@@ -252,10 +256,14 @@ class SearchService:
     async def _tune(self, session: AsyncSession) -> None:
         # Iterative scans keep an HNSW scan going until enough rows pass the filters, so a
         # case holding 1% of the chunks still gets k results (pgvector >= 0.8).
+        # Custom plans always: asyncpg prepares statements, and after five runs PostgreSQL
+        # may switch to a generic plan that misjudges the optional filters and LIMIT and
+        # scans the whole table (measured 3-8x slower in bench/search_scale.py).
         await session.execute(
             text(
                 "SELECT set_config('hnsw.ef_search', :ef, true), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('plan_cache_mode', 'force_custom_plan', true)"
             ),
             {"ef": str(self._settings.search_ef_search)},
         )

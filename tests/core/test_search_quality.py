@@ -30,8 +30,8 @@ from tests import factories
 from tests.core import search_report
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "legal_corpus.json"
-# Smaller than the 224-token default: about three chunks a page, so finding the right page
-# is not enough, the answer chunk has to outrank its neighbours.
+# Smaller than the 224-token default: about four chunks a page, so finding the right page
+# is not enough: the answer chunk has to outrank its neighbours (224 tokens: see the report).
 CHUNK_TOKENS = 96
 LIMIT = 5
 MODES = (SearchMode.SEMANTIC, SearchMode.KEYWORD, SearchMode.HYBRID)
@@ -130,6 +130,42 @@ def subsets(results: Sequence[Result]) -> dict[str, list[Result]]:
     }
 
 
+class PrimedEmbedder:
+    """The service's embedder: hands out the vectors of texts embedded earlier in one batch.
+
+    The service embeds one query per search; on a busy CPU one text at a time costs far more
+    per text than a batch, so the evaluation embeds every query once, up front (the vectors
+    are the same up to float rounding). Other texts go to the wrapped embedder.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+        self._vectors: dict[str, list[float]] = {}
+
+    @property
+    def model_name(self) -> str:
+        return self._embedder.model_name
+
+    @property
+    def dimension(self) -> int:
+        return self._embedder.dimension
+
+    async def load(self) -> None:
+        await self._embedder.load()
+
+    async def prime(self, texts: Sequence[str]) -> None:
+        unique = list(dict.fromkeys(texts))
+        self._vectors.update(zip(unique, await self._embedder.embed(unique), strict=True))
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if all(text in self._vectors for text in texts):
+            return [self._vectors[text] for text in texts]
+        return await self._embedder.embed(texts)
+
+    async def aclose(self) -> None:
+        await self._embedder.aclose()
+
+
 @dataclass(frozen=True)
 class IndexedChunk:
     filename: str
@@ -140,12 +176,12 @@ class IndexedChunk:
 
 @dataclass
 class Evaluation:
+    chunk_tokens: int
     chunks: list[IndexedChunk]
     results: dict[SearchMode, list[Result]]
-    index_seconds: float
-    search_seconds: float
+    seconds: dict[str, float]  # stage -> wall time
 
-    def by_id(self, mode: SearchMode, query_id: str) -> Result:
+    def result(self, mode: SearchMode, query_id: str) -> Result:
         [result] = [r for r in self.results[mode] if r.query.id == query_id]
         return result
 
@@ -172,54 +208,62 @@ async def evaluate(
             chunks += [
                 IndexedChunk(document.filename, c.page_start, c.page_end, c.text) for c in rows
             ]
-    indexed = time.monotonic()
-    service = SearchService(sessions, embedder, settings)
+    seconds = {"index": time.monotonic() - started}
+    started = time.monotonic()
+    primed = PrimedEmbedder(embedder)
+    await primed.prime([query.query for query in queries])
+    seconds["embed queries"] = time.monotonic() - started
+    service = SearchService(sessions, primed, settings)
     results: dict[SearchMode, list[Result]] = {}
     for mode in MODES:
+        started = time.monotonic()
         results[mode] = []
         for query in queries:
-            hits = await service.search(
-                SearchRequest(
-                    query=query.query,
-                    organization_id=organization.id,
-                    case_id=case.id,
-                    mode=mode,
-                    limit=LIMIT,
-                )
+            request = SearchRequest(
+                query=query.query,
+                organization_id=organization.id,
+                case_id=case.id,
+                mode=mode,
+                limit=LIMIT,
             )
+            hits = await service.search(request)
+            top = hits[0] if hits else None
             results[mode].append(
-                Result(
-                    query, answer_rank(query, hits), page_rank(query, hits), next(iter(hits), None)
-                )
+                Result(query, answer_rank(query, hits), page_rank(query, hits), top)
             )
-    return Evaluation(chunks, results, indexed - started, time.monotonic() - indexed)
+        seconds[f"{mode.value} searches"] = time.monotonic() - started
+    return Evaluation(chunk_tokens, chunks, results, seconds)
 
 
-def report(evaluation: Evaluation, documents: Sequence[CorpusDocument], model: str) -> list[str]:
+SUBSETS = ("all", "exact", "paraphrase", "citation")
+
+
+def report(
+    evaluation: Evaluation, documents: Sequence[CorpusDocument], model: str, settings: Settings
+) -> list[str]:
     """The table for the terminal summary: recall@5 and MRR per mode, overall and by kind."""
-    sample = subsets(evaluation.results[MODES[0]])
-    columns = ["all", "exact", "paraphrase", "citation"]
-    header = f"{'mode':<9}" + "".join(
-        f" | {f'{name} ({len(sample[name])})':<17}" for name in columns
-    )
+    sizes = {name: len(group) for name, group in subsets(evaluation.results[MODES[0]]).items()}
+    pages = sum(len(document.pages) for document in documents)
     lines = [
-        f"{len(documents)} documents, {sum(len(d.pages) for d in documents)} pages, "
-        f"{len(evaluation.chunks)} chunks of <= {CHUNK_TOKENS} tokens, "
-        f"{len(sample['all'])} queries, embedder {model}, top {LIMIT}",
-        f"{'':<9}" + " | R@5    MRR       " * len(columns) + " | page R@5",
-        header,
+        f"{len(documents)} documents, {pages} pages, {len(evaluation.chunks)} chunks of at most "
+        f"{evaluation.chunk_tokens} tokens; {sizes['all']} queries, top {LIMIT}; embedder "
+        f"{model}; HYBRID rrf_k={settings.search_rrf_k} "
+        f"weights semantic={settings.search_semantic_weight} "
+        f"keyword={settings.search_keyword_weight}, candidates={settings.search_candidates}",
+        "answer = the chunk with the answer phrase; page R@5 = any chunk of the answer page",
+        "",
+        f"{'queries':<9}" + "".join(f" | {f'{name} ({sizes[name]})':<15}" for name in SUBSETS),
+        f"{'mode':<9}" + " | R@5     MRR    " * len(SUBSETS) + " | page R@5",
     ]
     for mode in MODES:
         groups = subsets(evaluation.results[mode])
-        cells = "".join(f" | {recall(groups[n]):.3f}  {mrr(groups[n]):.3f}    " for n in columns)
+        cells = "".join(f" | {recall(groups[n]):.3f}   {mrr(groups[n]):.3f}  " for n in SUBSETS)
         lines.append(f"{mode.value:<9}{cells} | {page_recall(groups['all']):.3f}")
+    lines.append("")
     for mode in MODES:
         missed = [r.query.id for r in evaluation.results[mode] if r.rank is None]
         lines.append(f"missed by {mode.value} ({len(missed)}): {' '.join(missed) or '-'}")
-    lines.append(
-        f"indexing {evaluation.index_seconds:.1f} s, "
-        f"{len(sample['all']) * len(MODES)} searches {evaluation.search_seconds:.1f} s"
-    )
+    lines.append("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in evaluation.seconds.items()))
     return lines
 
 
@@ -230,8 +274,8 @@ def test_the_corpus_is_well_formed() -> None:
     assert len(set(filenames)) == len(filenames)
     assert len(queries) >= 40
     assert len({query.id for query in queries}) == len(queries)
-    assert sum(query.kind == "paraphrase" for query in queries) >= 16
     assert {query.kind for query in queries} == {"exact", "paraphrase"}
+    assert sum(query.kind == "paraphrase" for query in queries) >= 16
     assert sum(query.citation for query in queries) >= 3
     pages = {
         (d.filename, number): text for d in documents for number, text in enumerate(d.pages, 1)
@@ -242,6 +286,21 @@ def test_the_corpus_is_well_formed() -> None:
             assert 100 <= len(text.split()) <= 300, document.filename
     for query in queries:
         assert query.answer_phrase in pages[query.filename, query.page], query.id
+    for query_id, text in {**EXACT_SPOT_CHECKS, **PARAPHRASE_SPOT_CHECKS}.items():
+        assert [q.query for q in queries if q.id == query_id] == [text]
+
+
+# Queries whose answer every mode must rank first ...
+EXACT_SPOT_CHECKS = {
+    "q001": "late charge if rent is not received by the fifth day",
+    "q039": "42 U.S.C. § 1983 excessive force",
+}
+# ... and paraphrases whose answer SEMANTIC and HYBRID must rank first (KEYWORD needs every
+# word of the query in the chunk, so it finds none of them).
+PARAPHRASE_SPOT_CHECKS = {
+    "q004": "am I allowed to keep a kitten",
+    "q014": "can the mall rent a unit next door to a competing pasta place",
+}
 
 
 async def test_retrieval_quality_per_mode(sessions: SessionFactory, settings: Settings) -> None:
@@ -249,42 +308,50 @@ async def test_retrieval_quality_per_mode(sessions: SessionFactory, settings: Se
     embedder = create_embedder(
         settings.model_copy(update={"embedding_provider": "sentence-transformers"})
     )
+    started = time.monotonic()
     try:
         await embedder.load()
+        loaded = time.monotonic() - started
         evaluation = await evaluate(sessions, embedder, settings, documents, queries)
     finally:
         await embedder.aclose()
-    lines = report(evaluation, documents, embedder.model_name)
+    evaluation.seconds = {"load model": loaded, **evaluation.seconds}
+    lines = report(evaluation, documents, embedder.model_name, settings)
     search_report.LINES.extend(lines)
-    print("\n".join(lines))  # for -s and for the captured output of a failure
+    print("\n".join(lines))  # with -s, and in the captured output of a failure
 
-    # Every answer is one chunk: the phrase did not fall across a chunk boundary.
+    # Each answer is inside one chunk: no answer phrase fell across a chunk boundary.
     for query in queries:
         assert any(
             answers(query, c.filename, c.page_start, c.page_end, c.text) for c in evaluation.chunks
         ), query.id
 
-    overall = {mode: subsets(evaluation.results[mode]) for mode in MODES}
+    groups = {mode: subsets(evaluation.results[mode]) for mode in MODES}
 
-    def r5(mode: SearchMode, subset: str = "all") -> float:
-        return recall(overall[mode][subset])
+    def recall_at_5(mode: SearchMode, subset: str = "all") -> float:
+        return recall(groups[mode][subset])
 
-    # The issue's requirement: fusion loses nothing against either list alone.
-    assert r5(SearchMode.HYBRID) >= r5(SearchMode.KEYWORD)
-    assert r5(SearchMode.HYBRID) >= r5(SearchMode.SEMANTIC)
-    # Every mode finds what is asked in the document's own words.
-    assert r5(SearchMode.KEYWORD, "exact") >= 0.8
-    assert r5(SearchMode.SEMANTIC, "exact") >= 0.8
-    assert r5(SearchMode.HYBRID, "exact") >= 0.9
-    assert r5(SearchMode.KEYWORD, "citation") >= 0.8
-    # Meaning, not words: SEMANTIC (and so HYBRID) finds paraphrases that KEYWORD cannot.
-    assert r5(SearchMode.SEMANTIC, "paraphrase") >= r5(SearchMode.KEYWORD, "paraphrase") + 0.3
-    assert r5(SearchMode.HYBRID, "paraphrase") >= r5(SearchMode.KEYWORD, "paraphrase") + 0.3
+    semantic, keyword, hybrid = SearchMode.SEMANTIC, SearchMode.KEYWORD, SearchMode.HYBRID
+    # The fusion finds at least as much as either list alone.
+    assert recall_at_5(hybrid) >= recall_at_5(keyword)
+    assert recall_at_5(hybrid) >= recall_at_5(semantic)
+    # Every mode finds what is asked in the document's own words (measured: KEYWORD 0.94,
+    # SEMANTIC 0.92, HYBRID 0.98; citations: KEYWORD and HYBRID 7 of 8).
+    assert recall_at_5(keyword, "exact") >= 0.8
+    assert recall_at_5(semantic, "exact") >= 0.8
+    assert recall_at_5(hybrid, "exact") >= 0.9
+    assert recall_at_5(keyword, "citation") >= 0.75
+    assert recall_at_5(hybrid, "citation") >= 0.75
+    # Meaning, not words: SEMANTIC, and through it HYBRID, finds paraphrases that KEYWORD
+    # cannot (measured: 0.53 against 0.00).
+    for mode in (semantic, hybrid):
+        assert recall_at_5(mode, "paraphrase") >= recall_at_5(keyword, "paraphrase") + 0.3
 
-    # Spot checks: the expected chunk comes first in HYBRID.
-    for query_id in SPOT_CHECKS:
-        result = evaluation.by_id(SearchMode.HYBRID, query_id)
-        assert result.rank == 1, (query_id, result.query.query, result.top)
-
-
-SPOT_CHECKS: tuple[str, ...] = ()
+    for mode in MODES:
+        for query_id in EXACT_SPOT_CHECKS:
+            result = evaluation.result(mode, query_id)
+            assert result.rank == 1, (mode, result.query.query, result.top)
+    for mode in (semantic, hybrid):
+        for query_id in PARAPHRASE_SPOT_CHECKS:
+            result = evaluation.result(mode, query_id)
+            assert result.rank == 1, (mode, result.query.query, result.top)
