@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lexintel_core.chunking import PageText, chunk_pages
 from lexintel_core.embeddings import Embedder
 from lexintel_core.models import Case, Document, DocumentChunk, Organization
+from lexintel_core.search import SearchMode, SearchRequest
 from lexintel_core.status import ProcessingStatus
 
 
@@ -106,3 +107,10 @@ async def indexed_document(
 
 async def chunk_count(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(DocumentChunk)) or 0)
+
+
+def search_request(case_item: Case, query: str, mode: SearchMode, **fields: Any) -> SearchRequest:
+    """A search by `case_item`'s organization."""
+    return SearchRequest(
+        query=query, organization_id=case_item.organization_id, mode=mode, **fields
+    )

@@ -41,15 +41,6 @@ async def _case(session: AsyncSession, org_name: str = "Acme LLP") -> Case:
     return await factories.case(session, await factories.organization(session, org_name))
 
 
-def _request(case: Case, query: str, mode: SearchMode, **fields: object) -> SearchRequest:
-    return SearchRequest(
-        query=query,
-        organization_id=case.organization_id,
-        mode=mode,
-        **fields,  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.parametrize("mode", MODES)
 async def test_each_mode_finds_the_clause_and_cites_its_page(
     sessions: SessionFactory, embedder: HashingEmbedder, service: SearchService, mode: SearchMode
@@ -59,7 +50,9 @@ async def test_each_mode_finds_the_clause_and_cites_its_page(
         document, _ = await factories.indexed_document(
             session, embedder, case, "lease.pdf", LEASE, size_tokens=32
         )
-    hits = await service.search(_request(case, "tenant indemnify landlord claims", mode, limit=3))
+    hits = await service.search(
+        factories.search_request(case, "tenant indemnify landlord claims", mode, limit=3)
+    )
     assert hits
     top = hits[0]
     assert (top.document_id, top.filename, top.case_id) == (document.id, "lease.pdf", case.id)
@@ -87,7 +80,7 @@ async def test_legal_tokens_stay_findable_by_keyword(
         await factories.indexed_document(
             session, embedder, case, "lease.pdf", LEASE, size_tokens=32
         )
-    hits = await service.search(_request(case, query, SearchMode.KEYWORD))
+    hits = await service.search(factories.search_request(case, query, SearchMode.KEYWORD))
     assert hits, query
     assert hits[0].page_start <= 3 <= hits[0].page_end
 
@@ -100,9 +93,15 @@ async def test_websearch_syntax_quotes_and_exclusions(
         await factories.indexed_document(
             session, embedder, case, "lease.pdf", LEASE, size_tokens=32
         )
-    assert await service.search(_request(case, '"shall indemnify"', SearchMode.KEYWORD))
-    assert not await service.search(_request(case, '"indemnify shall"', SearchMode.KEYWORD))
-    excluded = await service.search(_request(case, "claims -indemnify", SearchMode.KEYWORD))
+    assert await service.search(
+        factories.search_request(case, '"shall indemnify"', SearchMode.KEYWORD)
+    )
+    assert not await service.search(
+        factories.search_request(case, '"indemnify shall"', SearchMode.KEYWORD)
+    )
+    excluded = await service.search(
+        factories.search_request(case, "claims -indemnify", SearchMode.KEYWORD)
+    )
     assert excluded
     assert all("indemnify" not in hit.text for hit in excluded)
 
@@ -118,9 +117,11 @@ async def test_an_organization_never_sees_another_organizations_chunks(
             session, embedder, theirs, "secret.pdf", LEASE
         )
     for fields in ({}, {"case_id": theirs.id}, {"document_ids": [their_document.id]}):
-        hits = await service.search(_request(ours, "Tenant indemnify", mode, **fields))
+        hits = await service.search(
+            factories.search_request(ours, "Tenant indemnify", mode, **fields)
+        )
         assert hits == [], fields
-    assert await service.search(_request(theirs, "Tenant indemnify", mode))
+    assert await service.search(factories.search_request(theirs, "Tenant indemnify", mode))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -137,7 +138,12 @@ async def test_only_ready_documents_are_searched(
             await factories.indexed_document(
                 session, embedder, case, f"{status}.pdf", [f"{status} " + LEASE[1]], status=status
             )
-    assert await service.search(_request(case, "Tenant indemnify", mode, case_id=case.id)) == []
+    assert (
+        await service.search(
+            factories.search_request(case, "Tenant indemnify", mode, case_id=case.id)
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -152,14 +158,18 @@ async def test_document_filter_and_paging(
         ]
     chosen = [documents[1].id, documents[3].id]
     hits = await service.search(
-        _request(case, "Landlord Tenant", mode, document_ids=chosen, limit=100)
+        factories.search_request(case, "Landlord Tenant", mode, document_ids=chosen, limit=100)
     )
     assert hits
     assert {hit.document_id for hit in hits} <= set(chosen)
 
-    everything = await service.search(_request(case, "Landlord Tenant", mode, limit=6))
-    first = await service.search(_request(case, "Landlord Tenant", mode, limit=3))
-    second = await service.search(_request(case, "Landlord Tenant", mode, limit=3, offset=3))
+    everything = await service.search(
+        factories.search_request(case, "Landlord Tenant", mode, limit=6)
+    )
+    first = await service.search(factories.search_request(case, "Landlord Tenant", mode, limit=3))
+    second = await service.search(
+        factories.search_request(case, "Landlord Tenant", mode, limit=3, offset=3)
+    )
     assert [h.chunk_id for h in first + second] == [h.chunk_id for h in everything]
 
 
@@ -204,7 +214,7 @@ async def test_sql_and_tsquery_metacharacters_are_just_text(
     async with sessions.begin() as session:
         case = await _case(session)
         await factories.indexed_document(session, embedder, case, "lease.pdf", LEASE)
-    hits = await service.search(_request(case, query, mode))
+    hits = await service.search(factories.search_request(case, query, mode))
     assert isinstance(hits, list)
     async with sessions() as session:  # the table is still there
         assert await factories.chunk_count(session) > 0
@@ -224,7 +234,10 @@ async def test_a_case_without_ready_documents_gives_an_empty_list(
     async with sessions.begin() as session:
         case = await _case(session)
     for mode in MODES:
-        assert await service.search(_request(case, "rent", mode, case_id=case.id)) == []
+        assert (
+            await service.search(factories.search_request(case, "rent", mode, case_id=case.id))
+            == []
+        )
 
 
 async def test_snippets_escape_html_in_the_document_text(
@@ -239,7 +252,7 @@ async def test_snippets_escape_html_in_the_document_text(
             "x.html",
             ["The rent & fees < 500 dollars <script>alert(1)</script> are due."],
         )
-    [hit] = await service.search(_request(case, "rent", SearchMode.KEYWORD))
+    [hit] = await service.search(factories.search_request(case, "rent", SearchMode.KEYWORD))
     assert "<script>" not in hit.snippet
     assert "&amp; fees &lt; 500" in hit.snippet
     assert "<mark>rent</mark>" in hit.snippet

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lexintel_core.db import create_session_factory
 from lexintel_core.embeddings import HashingEmbedder
 from lexintel_core.models import Base, Case
-from lexintel_core.search import SearchMode, SearchRequest, SearchService
+from lexintel_core.search import SearchMode, SearchService
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from tests import factories
@@ -72,22 +72,15 @@ async def cases(engine: AsyncEngine, embedder: HashingEmbedder) -> AsyncIterator
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
 
 
-def _request(case: Case, query: str, mode: SearchMode, **fields: object) -> SearchRequest:
-    return SearchRequest(
-        query=query,
-        organization_id=case.organization_id,
-        mode=mode,
-        **fields,  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.parametrize("mode", list(SearchMode))
 async def test_a_case_with_one_percent_of_the_chunks_still_gets_k_results(
     cases: tuple[Case, Case], service: SearchService, mode: SearchMode
 ) -> None:
     _, small = cases
     hits = await service.search(
-        _request(small, "tenant or rent or notice", mode, case_id=small.id, limit=10)
+        factories.search_request(
+            small, "tenant or rent or notice", mode, case_id=small.id, limit=10
+        )
     )
     assert len(hits) == 10
     assert {hit.case_id for hit in hits} == {small.id}
@@ -97,7 +90,9 @@ async def test_unfiltered_semantic_search_uses_the_hnsw_index(
     cases: tuple[Case, Case], service: SearchService
 ) -> None:
     big, _ = cases
-    plan = await service.explain(_request(big, "tenant rent notice", SearchMode.SEMANTIC))
+    plan = await service.explain(
+        factories.search_request(big, "tenant rent notice", SearchMode.SEMANTIC)
+    )
     assert "ix_document_chunks_embedding_hnsw" in plan, plan
 
 
@@ -105,5 +100,5 @@ async def test_keyword_search_uses_the_gin_index(
     cases: tuple[Case, Case], service: SearchService
 ) -> None:
     big, _ = cases
-    plan = await service.explain(_request(big, "subrogation", SearchMode.KEYWORD))
+    plan = await service.explain(factories.search_request(big, "subrogation", SearchMode.KEYWORD))
     assert "ix_document_chunks_search_vector" in plan, plan
