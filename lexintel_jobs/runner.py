@@ -86,13 +86,14 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
             logger.info("document was deleted; nothing to do")
             return "gone"
         except DocumentCancelled:
-            await run.finish(ProcessingStatus.CANCELLED)
+            await _settle(run, run.finish(ProcessingStatus.CANCELLED))
             logger.info("cancelled")
             return "cancelled"
         except PermanentError as exc:
             logger.warning("failed permanently: %s", exc)
-            await run.finish(
-                ProcessingStatus.FAILED, error_code=exc.code, error_message=exc.message
+            await _settle(
+                run,
+                run.finish(ProcessingStatus.FAILED, error_code=exc.code, error_message=exc.message),
             )
             return "failed"
         except asyncio.CancelledError:
@@ -136,12 +137,26 @@ async def _retry_or_fail(run: JobRun, exc: Exception) -> str:
 
 
 async def _give_up(run: JobRun, tries: int, reason: str) -> str:
-    await run.finish(
-        ProcessingStatus.FAILED,
-        error_code=ErrorCode.RETRIES_EXHAUSTED,
-        error_message=f"failed after {tries} tries: {reason}"[:1000],
+    await _settle(
+        run,
+        run.finish(
+            ProcessingStatus.FAILED,
+            error_code=ErrorCode.RETRIES_EXHAUSTED,
+            error_message=f"failed after {tries} tries: {reason}"[:1000],
+        ),
     )
     return "failed"
+
+
+async def _settle(run: JobRun, recording: Awaitable[bool]) -> None:
+    """Record a document's end; if that fails (a database blip), run the job again rather
+    than leave the document stuck in a running status."""
+    try:
+        await recording
+    except Exception as exc:
+        delay = retry_delay(run.state.settings, 1)
+        logger.warning("could not record the outcome, re-running in %.1fs", delay, exc_info=True)
+        raise Retry(defer=delay) from exc
 
 
 async def _requeue_after_shutdown(run: JobRun) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import docx
+import pytest
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from arq.worker import Worker
@@ -28,6 +29,7 @@ from lexintel_core.models import Document
 from lexintel_core.progress import read_snapshot
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
+from lexintel_jobs.run import JobRun
 from lexintel_jobs.state import WorkerState
 from tests.jobs.conftest import EventLog, Uploader, load, make_pdf, settle
 
@@ -412,3 +414,29 @@ async def test_the_packaged_minilm_model_embeds_documents_in_the_worker(
     for chunk in chunks:
         assert chunk.embedding is not None
         assert abs(sum(v * v for v in chunk.embedding) - 1.0) < 1e-4
+
+
+async def test_a_failure_to_record_the_outcome_reruns_the_job(
+    uploader: Uploader,
+    run_worker: RunWorker,
+    sessions: SessionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = await uploader.upload(make_pdf(["Clause 5. Waiver."]))
+    real_finish = JobRun.finish
+    calls: list[S] = []
+
+    async def flaky_finish(self: JobRun, status: S, **fields: Any) -> bool:
+        calls.append(status)
+        if len(calls) == 1:
+            raise ConnectionResetError("database went away while recording")
+        return await real_finish(self, status, **fields)
+
+    monkeypatch.setattr(JobRun, "finish", flaky_finish)
+    error = PermanentError("unreadable", code=ErrorCode.PDF_CORRUPT)
+    worker = await run_worker(prepare=flaky([error], always=True))
+    stored, _ = await load(sessions, document.id)
+    assert stored.status is S.FAILED
+    assert stored.error_code == ErrorCode.PDF_CORRUPT
+    assert calls == [S.FAILED, S.FAILED]
+    assert worker.jobs_retried == 1
