@@ -57,11 +57,15 @@ class JobRun:
             document.transition_to(status)
             for name, value in fields.items():
                 setattr(document, name, value)
-        self._reporter = self._reporter or ProgressReporter(
-            self.state.redis, document.id, document.case_id
-        )
-        await self.report(status, 0.0 if not status.is_terminal else 100.0)
+        self._announcer(document)
+        await self.report(status, 0.0)
         return document
+
+    def _announcer(self, document: Document) -> ProgressReporter:
+        """This run's one reporter (its throttle spans the whole run)."""
+        if self._reporter is None:
+            self._reporter = ProgressReporter(self.state.redis, document.id, document.case_id)
+        return self._reporter
 
     async def report(self, status: ProcessingStatus, percent: float, message: str = "") -> None:
         if self._reporter is not None:
@@ -94,8 +98,7 @@ class JobRun:
                 await session.execute(
                     delete(DocumentChunk).where(DocumentChunk.document_id == self.document_id)
                 )
-        reporter = ProgressReporter(self.state.redis, document.id, document.case_id)
-        await reporter.report(
+        await self._announcer(document).report(
             Stage.DONE,
             status,
             100.0,
@@ -114,7 +117,4 @@ class JobRun:
             if document.status is not ProcessingStatus.QUEUED:
                 document.transition_to(ProcessingStatus.QUEUED)
             document.error_message = message[:1000]
-        reporter = self._reporter or ProgressReporter(
-            self.state.redis, document.id, document.case_id
-        )
-        await reporter.report(Stage.QUEUED, ProcessingStatus.QUEUED, 0.0, message)
+        await self._announcer(document).report(Stage.QUEUED, ProcessingStatus.QUEUED, 0.0, message)
