@@ -14,6 +14,10 @@ class ErrorCode(StrEnum):
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     UNSUPPORTED_TYPE = "UNSUPPORTED_TYPE"
     ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    CSRF_HEADER_REQUIRED = "CSRF_HEADER_REQUIRED"
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     # Job-facing (stored on FAILED documents)
     PDF_ENCRYPTED = "pdf_encrypted"
     PDF_CORRUPT = "pdf_corrupt"
@@ -75,6 +79,10 @@ class PermissionDenied(LexIntelError):
     default_code = ErrorCode.PERMISSION_DENIED
 
 
+class Unauthenticated(LexIntelError):
+    default_code = ErrorCode.UNAUTHENTICATED
+
+
 class IllegalTransition(InvalidInput):
     default_code = ErrorCode.ILLEGAL_TRANSITION
 
@@ -91,6 +99,10 @@ class DuplicateDocument(LexIntelError):
 
 class FileTooLarge(InvalidInput):
     default_code = ErrorCode.FILE_TOO_LARGE
+
+
+class UnsupportedType(InvalidInput):
+    default_code = ErrorCode.UNSUPPORTED_TYPE
 
 
 class DocumentCancelled(JobError):

@@ -33,3 +33,8 @@ def progress_seq_key(document_id: UUID) -> str:
 def cancel_flag_key(document_id: UUID) -> str:
     """Set when a document is cancelled; workers check it between pages and batches."""
     return f"{PREFIX}cancel:{document_id}"
+
+
+def worker_key(worker_id: str) -> str:
+    """Heartbeat of one running worker (expires when the worker stops renewing it)."""
+    return f"{PREFIX}worker:{worker_id}"

@@ -57,8 +57,17 @@ class ProgressEvent(BaseModel):
         return cls.model_validate_json(data)
 
 
-# KEYS: seq counter, snapshot, document channel, case channel. ARGV: event JSON, ttl.
+# KEYS: seq counter, snapshot, document channel, case channel. ARGV: event JSON, ttl,
+# restart flag. Without the flag an event never replaces a terminal snapshot: a worker's
+# last progress report must not undo a cancellation the API already announced.
 _PUBLISH_SCRIPT = """
+local current = redis.call('GET', KEYS[2])
+if current and ARGV[3] == '0' then
+  local status = cjson.decode(current)['status']
+  if status == 'READY' or status == 'FAILED' or status == 'CANCELLED' then
+    return false
+  end
+end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 local event = cjson.decode(ARGV[1])
@@ -71,9 +80,12 @@ return payload
 """
 
 
-async def publish_progress(redis: Redis, event: ProgressEvent) -> ProgressEvent:
+async def publish_progress(
+    redis: Redis, event: ProgressEvent, *, restart: bool = False
+) -> ProgressEvent | None:
     """Assign the next seq, store the snapshot and publish, atomically. Returns the event
-    as published (with its seq)."""
+    as published (with its seq), or None when the document's snapshot is terminal: only a
+    `restart` (the API queueing the document again) may follow a terminal event."""
     payload: Any = await redis.eval(  # type: ignore[misc]
         _PUBLISH_SCRIPT,
         4,
@@ -83,8 +95,9 @@ async def publish_progress(redis: Redis, event: ProgressEvent) -> ProgressEvent:
         keys.case_channel(event.case_id),
         event.to_json(),
         str(PROGRESS_TTL_SECONDS),
+        "1" if restart else "0",
     )
-    return ProgressEvent.from_json(payload)
+    return ProgressEvent.from_json(payload) if payload is not None else None
 
 
 async def read_snapshot(redis: Redis, document_id: UUID) -> ProgressEvent | None:

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
 
     # Uploads and jobs
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    max_upload_files: int = Field(default=20, ge=1)
     job_timeout_seconds: float = Field(default=900.0, gt=0)
     extract_timeout_seconds: float = Field(default=120.0, gt=0)
     # A parser child process needs ~60 MB of address space before it reads anything.
@@ -75,6 +76,19 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     worker_takeover_seconds: float = Field(default=30.0, gt=0)
     worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    # API: abuse limits, browser origins, tokens for plain SSE streams.
+    api_allowed_origins: list[str] = Field(default_factory=list)
+    api_max_query_depth: int = Field(default=10, ge=1)
+    api_max_query_tokens: int = Field(default=2000, ge=1)
+    api_max_aliases: int = Field(default=15, ge=1)
+    api_max_subscriptions_per_connection: int = Field(default=50, ge=1)
+    api_connection_init_timeout_seconds: float = Field(default=5.0, gt=0)
+    api_legacy_graphql_ws: bool = False
+    # Signs short-lived SSE stream tokens; every API process must share it. Unset: a random
+    # key per process (fine for one process, tokens die with it).
+    api_secret_key: SecretStr | None = None
+    api_stream_token_ttl_seconds: int = Field(default=300, ge=10)
 
     @field_validator("retry_delays_seconds")
     @classmethod

@@ -6,7 +6,12 @@ pickle: a Redis that someone else can write to must not become code execution he
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import socket
+import uuid
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -32,13 +37,34 @@ def json_loads(data: bytes) -> Any:
     return json.loads(data)
 
 
+_BEAT_KEY = "lexintel_beat"
+
+
+async def _beat(ctx: dict[str, Any], key: str) -> None:
+    """Keep this worker's own liveness key fresh (arq's health key is shared by all the
+    workers of a queue, so it cannot say how many are alive)."""
+    while True:
+        with contextlib.suppress(Exception):  # a Redis blip must not stop the heartbeats
+            await ctx["redis"].set(key, b"1", ex=HEALTH_CHECK_INTERVAL_SECONDS * 3)
+        await asyncio.sleep(HEALTH_CHECK_INTERVAL_SECONDS)
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
     configure_logging()
     if STATE_KEY not in ctx:  # tests may hand in a prepared state
         ctx[STATE_KEY] = await build_state(ctx["settings"], ctx["redis"])
+    key = keys.worker_key(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    ctx[_BEAT_KEY] = (key, asyncio.create_task(_beat(ctx, key), name="lexintel-worker-beat"))
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    if _BEAT_KEY in ctx:
+        key, task = ctx.pop(_BEAT_KEY)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(Exception):
+            await ctx["redis"].delete(key)
     if STATE_KEY in ctx:
         await state_of(ctx).aclose()
 

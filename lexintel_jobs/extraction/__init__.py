@@ -11,7 +11,7 @@ password), PDF_CORRUPT (unparsable PDF, or the parser crashed), TOO_LARGE (memor
 bomb), TIMEOUT. RetryableError when the worker shuts down mid-document or reading fails.
 """
 
-from lexintel_jobs.extraction.detect import HEAD_SIZE, detect_content_type
+from lexintel_core.filetypes import HEAD_SIZE, detect_content_type
 from lexintel_jobs.extraction.extract import extract_file
 from lexintel_jobs.extraction.extractor import Extractor
 from lexintel_jobs.extraction.model import DOCX, HTML, PDF, PDF_ENGINES, TEXT, ExtractedDocument

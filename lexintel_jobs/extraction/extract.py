@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lexintel_core.chunking import PageText
-from lexintel_jobs.extraction.detect import HEAD_SIZE, detect_content_type
+from lexintel_core.filetypes import HEAD_SIZE, detect_content_type
 from lexintel_jobs.extraction.model import (
     DOCX,
     HTML,

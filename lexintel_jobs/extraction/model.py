@@ -8,11 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lexintel_core.chunking import PageText
+from lexintel_core.filetypes import DOCX, HTML, PDF, TEXT
 
-PDF = "application/pdf"
-TEXT = "text/plain"  # Markdown is folded in here: its markup is readable as it is
-HTML = "text/html"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+__all__ = ["DOCX", "HTML", "PDF", "PDF_ENGINES", "TEXT", "ExtractedDocument", "Progress"]
 
 PDF_ENGINES = ("pypdf", "pypdfium2")
 

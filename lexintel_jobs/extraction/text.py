@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import charset_normalizer
 
-from lexintel_jobs.extraction.detect import text_encoding_from_bytes
+from lexintel_core.filetypes import text_encoding_from_bytes
 
 # Single-byte encodings of Latin-script languages. charset-normalizer cannot tell them apart
 # on short texts (it calls "Café § 12 – Müller" cp1250, or even cp1125), so for this family

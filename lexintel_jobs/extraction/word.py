@@ -15,7 +15,7 @@ from pathlib import Path
 from xml.parsers import expat
 
 from lexintel_core.errors import ErrorCode, PermanentError
-from lexintel_jobs.extraction.detect import unsupported
+from lexintel_core.filetypes import unsupported
 
 # Zip-bomb guards for the main document part: the declared size, and the ratio of declared
 # to compressed size (text XML deflates 5-20:1; 300 MB of spaces deflate ~1000:1).

@@ -52,9 +52,11 @@ class Doc:
         self.case_id = uuid.uuid4()
 
     async def publish(self, status: ProcessingStatus, percent: float = 0.0) -> ProgressEvent:
-        return await publish_progress(
+        published = await publish_progress(
             self.redis, _event(self.document_id, self.case_id, status, percent)
         )
+        assert published is not None
+        return published
 
 
 async def _next(events: AsyncIterator[ProgressEvent]) -> ProgressEvent:

@@ -37,12 +37,16 @@ def test_event_json_round_trips_and_is_small() -> None:
     assert failed.is_terminal
 
 
+async def _publish(redis: Redis, event: ProgressEvent, *, restart: bool = False) -> ProgressEvent:
+    published = await publish_progress(redis, event, restart=restart)
+    assert published is not None
+    return published
+
+
 async def test_publish_assigns_increasing_seq_and_stores_the_snapshot(redis: Redis) -> None:
     document_id, case_id = uuid.uuid4(), uuid.uuid4()
     assert await read_snapshot(redis, document_id) is None
-    published = [
-        await publish_progress(redis, _event(document_id, case_id, p)) for p in (0, 50, 100)
-    ]
+    published = [await _publish(redis, _event(document_id, case_id, p)) for p in (0, 50, 100)]
     assert [event.seq for event in published] == [1, 2, 3]
     assert await read_snapshot(redis, document_id) == published[-1]
     assert await redis.ttl(keys.progress_snapshot_key(document_id)) > 0
@@ -58,7 +62,7 @@ async def test_subscribers_of_document_and_case_channels_receive_events(redis: R
     done = _event(
         document_id, case_id, 100, stage=Stage.DONE, status=ProcessingStatus.READY, message="ready"
     )
-    published = await publish_progress(redis, done)
+    published = await _publish(redis, done)
 
     received: dict[str, ProgressEvent] = {}
     async with asyncio.timeout(5):
@@ -76,9 +80,27 @@ async def test_subscribers_of_document_and_case_channels_receive_events(redis: R
 async def test_concurrent_publishers_never_reuse_a_seq(redis: Redis) -> None:
     document_id, case_id = uuid.uuid4(), uuid.uuid4()
     results = await asyncio.gather(
-        *(publish_progress(redis, _event(document_id, case_id, i)) for i in range(50))
+        *(_publish(redis, _event(document_id, case_id, i)) for i in range(50))
     )
     assert sorted(event.seq for event in results) == list(range(1, 51))
     snapshot = await read_snapshot(redis, document_id)
     assert snapshot is not None
     assert snapshot.seq == 50
+
+
+async def test_a_terminal_snapshot_is_only_replaced_by_a_restart(redis: Redis) -> None:
+    document_id, case_id = uuid.uuid4(), uuid.uuid4()
+    cancelled = _event(
+        document_id, case_id, 100, stage=Stage.DONE, status=ProcessingStatus.CANCELLED
+    )
+    await _publish(redis, cancelled)
+    # A worker's late progress report after the API announced the cancellation is dropped.
+    assert await publish_progress(redis, _event(document_id, case_id, 40)) is None
+    snapshot = await read_snapshot(redis, document_id)
+    assert snapshot is not None
+    assert snapshot.status is ProcessingStatus.CANCELLED
+    # Reprocessing queues the document again.
+    queued = _event(document_id, case_id, 0, stage=Stage.QUEUED, status=ProcessingStatus.QUEUED)
+    again = await _publish(redis, queued, restart=True)
+    assert again.seq == snapshot.seq + 1
+    assert await read_snapshot(redis, document_id) == again

@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 
 from lexintel_core.errors import ErrorCode, PermanentError
-from lexintel_jobs.extraction.model import DOCX, HTML, PDF, TEXT
+
+PDF = "application/pdf"
+TEXT = "text/plain"  # Markdown is folded in here: its markup is readable as it is
+HTML = "text/html"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 # How many leading bytes detect_content_type wants to see (it copes with fewer).
 HEAD_SIZE = 64 * 1024

@@ -1,0 +1,120 @@
+"""The ASGI application: `uvicorn lexintel_api.app:app`, or `create_app(settings)`.
+
+Routes: `/graphql` (GraphiQL for browsers; GraphQL over HTTP, multipart uploads, WebSocket
+`graphql-transport-ws`, GraphQL over SSE), `/api/documents/{id}/progress` (plain SSE),
+`/healthz` (the process is alive) and `/readyz` (database, Redis and migrations ready).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+)
+
+from lexintel_api.graphql.schema import create_schema
+from lexintel_api.graphql.view import LexIntelGraphQL, services_of
+from lexintel_api.guards import PREFLIGHT_HEADERS, UploadGuard
+from lexintel_api.services import open_services
+from lexintel_api.sse import progress_stream
+from lexintel_core import migrate
+from lexintel_core.settings import Settings
+
+# Room for the multipart framing and the operations/map fields around the files.
+_MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    services = services_of(request)
+    checks: dict[str, str] = {}
+    try:
+        async with services.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        at_head = await migrate.is_at_head(services.engine, services.settings)
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if at_head else "not at head: run `lexintel db upgrade`"
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        await services.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    ready = all(value == "ok" for value in checks.values()) and len(checks) == 3
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings if settings is not None else Settings()
+    protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL]
+    if settings.api_legacy_graphql_ws:
+        protocols.append(GRAPHQL_WS_PROTOCOL)
+    graphql = LexIntelGraphQL(
+        create_schema(settings),
+        subscription_protocols=protocols,
+        connection_init_wait_timeout=timedelta(
+            seconds=settings.api_connection_init_timeout_seconds
+        ),
+        multipart_uploads_enabled=True,
+        max_subscriptions_per_connection=settings.api_max_subscriptions_per_connection,
+        allowed_origins=settings.api_allowed_origins,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/api/documents/{document_id}/progress", progress_stream),
+            Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.api_allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "last-event-id",
+                    *PREFLIGHT_HEADERS,
+                ],
+                max_age=600,
+            ),
+            Middleware(
+                UploadGuard,
+                path="/graphql",
+                max_body_bytes=settings.max_upload_bytes * settings.max_upload_files
+                + _MULTIPART_OVERHEAD_BYTES,
+            ),
+        ],
+        lifespan=lifespan,
+    )
+
+
+app = create_app()

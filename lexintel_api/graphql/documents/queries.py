@@ -1,0 +1,74 @@
+"""Document queries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy import select, tuple_
+
+from lexintel_api.graphql.context import Context
+from lexintel_api.graphql.documents.types import DocumentType
+from lexintel_api.graphql.pagination import Connection, connection, decode_cursor, page_size
+from lexintel_core.models import Case, Document
+from lexintel_core.status import ProcessingStatus
+
+
+def _created_key(key: list[Any]) -> tuple[datetime, uuid.UUID]:
+    return datetime.fromisoformat(key[0]), uuid.UUID(key[1])
+
+
+async def document_page(
+    context: Context,
+    *,
+    case_id: uuid.UUID | None,
+    status: ProcessingStatus | None,
+    first: int,
+    after: str | None,
+) -> Connection[DocumentType]:
+    """Newest first; only documents of the caller's organization."""
+    principal = context.require_principal()
+    size = page_size(first)
+    statement = (
+        select(Document)
+        .join(Case, Case.id == Document.case_id)
+        .where(Case.organization_id == principal.organization_id)
+    )
+    if case_id is not None:
+        statement = statement.where(Document.case_id == case_id)
+    if status is not None:
+        statement = statement.where(Document.status == status)
+    key = decode_cursor(after, _created_key)
+    if key is not None:
+        statement = statement.where(tuple_(Document.created_at, Document.id) < key)
+    statement = statement.order_by(Document.created_at.desc(), Document.id.desc()).limit(size + 1)
+    async with context.services.sessions() as session:
+        rows = list(await session.scalars(statement))
+    return connection(
+        rows, size, lambda d: [d.created_at.isoformat(), str(d.id)], DocumentType.from_model
+    )
+
+
+@strawberry.type
+class DocumentQueries:
+    @strawberry.field(description="Documents of your organization, newest first.")
+    async def documents(
+        self,
+        info: strawberry.Info[Context, None],
+        case_id: uuid.UUID | None = None,
+        status: ProcessingStatus | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> Connection[DocumentType]:
+        return await document_page(
+            info.context, case_id=case_id, status=status, first=first, after=after
+        )
+
+    @strawberry.field
+    async def document(
+        self, info: strawberry.Info[Context, None], id: uuid.UUID
+    ) -> DocumentType | None:
+        document = await info.context.loaders.document.load(id)
+        return DocumentType.from_model(document) if document is not None else None

@@ -1,0 +1,38 @@
+"""Live progress over WebSocket (graphql-transport-ws) or GraphQL over SSE."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from lexintel_api.graphql.context import Context
+from lexintel_api.graphql.documents.types import ProgressEventType
+
+
+@strawberry.type
+class DocumentSubscriptions:
+    @strawberry.subscription(
+        description="The document's current state at once, then every newer event (seq > "
+        "afterSeq); completes after READY, FAILED or CANCELLED."
+    )
+    async def document_progress(
+        self, info: strawberry.Info[Context, None], document_id: uuid.UUID, after_seq: int = 0
+    ) -> AsyncGenerator[ProgressEventType, None]:
+        events = info.context.documents.events(document_id, after_seq=after_seq)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield ProgressEventType.from_event(event)
+
+    @strawberry.subscription(
+        description="Events of every document of a case, as they happen; never completes."
+    )
+    async def case_progress(
+        self, info: strawberry.Info[Context, None], case_id: uuid.UUID
+    ) -> AsyncGenerator[ProgressEventType, None]:
+        events = info.context.documents.case_events(case_id)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield ProgressEventType.from_event(event)

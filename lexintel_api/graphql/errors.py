@@ -1,0 +1,51 @@
+"""Every GraphQL error leaves with a stable `extensions.code`; internal errors are masked."""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from lexintel_core.errors import ErrorCode, LexIntelError
+
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+INTERNAL_MESSAGE = "Internal server error"
+
+
+def is_expected(error: GraphQLError) -> bool:
+    """Our own typed errors and GraphQL's parse/validation errors: safe to show."""
+    original = error.original_error
+    return original is None or isinstance(original, (LexIntelError, GraphQLError))
+
+
+def _coded(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    if isinstance(original, LexIntelError):
+        code = original.code.value
+    elif original is None or isinstance(original, GraphQLError):
+        code = (error.extensions or {}).get("code", VALIDATION_FAILED)
+    else:
+        return GraphQLError(
+            INTERNAL_MESSAGE,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
+        )
+    message = original.message if isinstance(original, LexIntelError) else error.message
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=original,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+class ErrorCodes(MaskErrors):
+    """MaskErrors that also names every error it lets through."""
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [_coded(error) for error in errors]

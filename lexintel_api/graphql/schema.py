@@ -1,0 +1,62 @@
+"""The root schema, composed from the per-domain queries, mutations and subscriptions."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
+
+from lexintel_api.graphql.cases.mutations import CaseMutations
+from lexintel_api.graphql.cases.queries import CaseQueries
+from lexintel_api.graphql.documents.mutations import DocumentMutations
+from lexintel_api.graphql.documents.queries import DocumentQueries
+from lexintel_api.graphql.documents.subscriptions import DocumentSubscriptions
+from lexintel_api.graphql.errors import ErrorCodes, is_expected
+from lexintel_api.graphql.search.queries import SearchQueries
+from lexintel_api.graphql.system.queries import SystemQueries
+from lexintel_core.settings import Settings
+
+logger = logging.getLogger("lexintel_api.graphql")
+
+
+@strawberry.type
+class Query(CaseQueries, DocumentQueries, SearchQueries, SystemQueries):
+    pass
+
+
+@strawberry.type
+class Mutation(CaseMutations, DocumentMutations):
+    pass
+
+
+@strawberry.type
+class Subscription(DocumentSubscriptions):
+    pass
+
+
+class LexIntelSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Expected errors are the client's business; log only what we did not raise.
+        for error in errors:
+            if not is_expected(error):
+                logger.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+def create_schema(settings: Settings) -> strawberry.Schema:
+    return LexIntelSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[
+            partial(QueryDepthLimiter, max_depth=settings.api_max_query_depth),
+            partial(MaxTokensLimiter, max_token_count=settings.api_max_query_tokens),
+            partial(MaxAliasesLimiter, max_alias_count=settings.api_max_aliases),
+            ErrorCodes,
+        ],
+    )

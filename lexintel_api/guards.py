@@ -1,0 +1,88 @@
+"""ASGI guards in front of GraphQL multipart uploads: CSRF header and body size cap."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lexintel_core.errors import ErrorCode
+
+# A browser sends none of these cross-site without a CORS preflight, which our allowed
+# origins then decide. (A plain HTML form can post multipart/form-data with no preflight,
+# which is why Strawberry leaves multipart uploads off by default.)
+PREFLIGHT_HEADERS = ("graphql-require-preflight", "apollo-require-preflight", "x-csrf-token")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> None:
+    body = json.dumps(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class UploadGuard:
+    def __init__(self, app: ASGIApp, *, path: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.path = path
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not headers.get("content-type", "").lower().startswith("multipart/"):
+            await self.app(scope, receive, send)
+            return
+        if not any(headers.get(name) for name in PREFLIGHT_HEADERS):
+            await send_error(
+                send,
+                400,
+                ErrorCode.CSRF_HEADER_REQUIRED,
+                "multipart requests must carry a `GraphQL-Require-Preflight: 1` header",
+            )
+            return
+        too_large = f"the request body is larger than {self.max_body_bytes} bytes"
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await send_error(send, 413, ErrorCode.FILE_TOO_LARGE, too_large)
+            return
+
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await send_error(send, 413, ErrorCode.FILE_TOO_LARGE, too_large)

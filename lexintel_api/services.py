@@ -1,0 +1,79 @@
+"""Everything the API process holds open, built and closed by the app's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lexintel_api.auth import StreamTokens
+from lexintel_api.hub import ProgressHub
+from lexintel_core import keys
+from lexintel_core.blobs import BlobStore, create_blob_store
+from lexintel_core.db import SessionFactory, create_engine, create_session_factory
+from lexintel_core.embeddings import Embedder, create_embedder
+from lexintel_core.search import SearchService
+from lexintel_core.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: SessionFactory
+    redis: Redis
+    queue: ArqRedis
+    hub: ProgressHub
+    blobs: BlobStore
+    embedder: Embedder
+    search: SearchService
+    stream_tokens: StreamTokens
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    async with contextlib.AsyncExitStack() as stack:
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        sessions = create_session_factory(engine)
+        redis = Redis.from_url(settings.redis_url)
+        stack.push_async_callback(redis.aclose)
+        # Jobs are enqueued as JSON: workers never unpickle anything.
+        queue = await create_pool(
+            RedisSettings.from_dsn(settings.redis_url),
+            default_queue_name=keys.QUEUE_NAME,
+            job_serializer=_json_dumps,
+        )
+        stack.push_async_callback(queue.aclose)
+        hub = ProgressHub(settings.redis_url)
+        await hub.start()
+        stack.push_async_callback(hub.aclose)
+        embedder = create_embedder(settings)
+        await embedder.load()
+        stack.push_async_callback(embedder.aclose)
+        secret = settings.api_secret_key
+        yield Services(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            redis=redis,
+            queue=queue,
+            hub=hub,
+            blobs=create_blob_store(settings, sessions),
+            embedder=embedder,
+            search=SearchService(sessions, embedder, settings),
+            stream_tokens=StreamTokens(
+                secret.get_secret_value().encode() if secret else secrets.token_bytes(32),
+                settings.api_stream_token_ttl_seconds,
+            ),
+        )
+
+
+def _json_dumps(value: object) -> bytes:
+    return json.dumps(value, default=str).encode()
