@@ -179,7 +179,7 @@ class ProgressHub:
             last_seq: dict[UUID, int] = {}
             if document_id is not None:
                 last_seq[document_id] = after_seq
-                snapshot = await read_snapshot(self._client, document_id)
+                snapshot = await self._read_snapshot(document_id)
                 if snapshot is not None:
                     if snapshot.seq > after_seq:
                         last_seq[document_id] = snapshot.seq
@@ -204,6 +204,19 @@ class ProgressHub:
             if not self._closed:
                 with contextlib.suppress(*_REDIS_ERRORS):
                     await self._sync()
+
+    async def _read_snapshot(self, document_id: UUID) -> ProgressEvent | None:
+        """The stored snapshot, waiting out a Redis outage (the hub is reconnecting)."""
+        delay = _INITIAL_RECONNECT_DELAY
+        while True:
+            assert self._client is not None
+            try:
+                return await read_snapshot(self._client, document_id)
+            except _REDIS_ERRORS:
+                if self._closed:
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._reconnect_max_delay)
 
     async def _sync(self) -> None:
         """Bring the connection's subscriptions in line with the wanted channels."""

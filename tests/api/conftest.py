@@ -93,31 +93,33 @@ async def serve(settings: Settings) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def api(
-    api_settings: Settings, sessions: SessionFactory, redis: Redis
-) -> AsyncIterator[Api]:
+async def api(api_settings: Settings, sessions: SessionFactory, redis: Redis) -> AsyncIterator[Api]:
     # `sessions` and `redis` empty the database and Redis after the test.
     async with serve(api_settings) as running:
         yield running
 
 
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A real arq worker (not burst) taking jobs for the duration of the block."""
+    options: dict[str, Any] = {**worker_options(settings), "handle_signals": False}
+    worker = Worker(**options)
+    task = asyncio.create_task(worker.main())
+    try:
+        yield worker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with warnings.catch_warnings():  # arq calls redis-py's deprecated close()
+            warnings.simplefilter("ignore", DeprecationWarning)
+            await worker.close()
+
+
 @pytest.fixture
 async def worker(api_settings: Settings, api: Api) -> AsyncIterator[Worker]:
-    """A real arq worker (not burst) taking jobs while the test runs."""
-    options: dict[str, Any] = {
-        **worker_options(api_settings),
-        "handle_signals": False,
-        "poll_delay": 0.05,
-    }
-    running = Worker(**options)
-    task = asyncio.create_task(running.main())
-    yield running
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    with warnings.catch_warnings():  # arq calls redis-py's deprecated close()
-        warnings.simplefilter("ignore", DeprecationWarning)
-        await running.close()
+    async with running_worker(api_settings) as running:
+        yield running
 
 
 @dataclass(frozen=True)
@@ -178,9 +180,7 @@ async def execute(
             raise GraphQLFailed(list(exc.errors or [])) from exc
 
 
-async def subscribe(
-    api: Api, key: str, query: str, **variables: Any
-) -> list[dict[str, Any]]:
+async def subscribe(api: Api, key: str, query: str, **variables: Any) -> list[dict[str, Any]]:
     """Every result of a subscription over graphql-transport-ws, until it completes."""
     async with ws_client(api, key) as session:
         try:
@@ -217,5 +217,7 @@ async def create_case(api: Api, key: str, name: str = "Doe v. Roe") -> str:
 
 
 async def upload(api: Api, key: str, case_id: str, content: bytes, filename: str) -> str:
-    data = await execute(api, key, UPLOAD, upload=True, caseId=case_id, file=file(content, filename))
+    data = await execute(
+        api, key, UPLOAD, upload=True, caseId=case_id, file=file(content, filename)
+    )
     return str(data["uploadDocument"]["document"]["id"])
