@@ -29,9 +29,9 @@ from tests.jobs.conftest import make_pdf
 SUBSCRIBERS = int(__import__("os").environ.get("SUBS", "200"))
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110 - polling the hub's counters
             await asyncio.sleep(0.02)
 
 
