@@ -7,13 +7,16 @@ import asyncio
 import typer
 from rich.console import Console
 
+from lexintel_api.auth import create_api_key
 from lexintel_core import migrate
-from lexintel_core.db import create_engine
+from lexintel_core.db import create_engine, create_session_factory
 from lexintel_core.settings import Settings
 
 app = typer.Typer(help="LexIntel: legal document processing and search.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+apikey_app = typer.Typer(help="API keys (bearer tokens bound to an organization).")
+app.add_typer(apikey_app, name="apikey")
 console = Console()
 
 
@@ -47,6 +50,28 @@ def db_current() -> None:
     head = migrate.head_revision(settings)
     state = "[green]up to date[/green]" if current == head else "[yellow]behind[/yellow]"
     console.print(f"current: {current or 'empty'}  head: {head}  {state}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    org: str = typer.Option(..., "--org", help="Organization name (created if missing)."),
+    name: str = typer.Option("default", "--name", help="A label to tell keys apart."),
+) -> None:
+    """Create an API key and print it. It is shown once and stored only as a hash."""
+    settings = Settings()
+
+    async def _create() -> str:
+        engine = create_engine(settings)
+        try:
+            async with create_session_factory(engine).begin() as session:
+                _, secret = await create_api_key(session, org, name=name)
+            return secret
+        finally:
+            await engine.dispose()
+
+    secret = asyncio.run(_create())
+    console.print(f"API key for organization [bold]{org}[/bold] (shown once, keep it safe):")
+    print(secret)  # plain stdout, so `KEY=$(lexintel apikey create --org X | tail -1)` works
 
 
 def main() -> None:

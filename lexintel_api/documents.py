@@ -50,12 +50,6 @@ class Upload:
     duplicate: bool  # the case already held these bytes: `document` is that document
 
 
-def _generation(document: Document) -> int:
-    """Job generation of the document's current queueing: a new one per reprocess."""
-    assert document.queued_at is not None
-    return int(document.queued_at.timestamp() * 1000)
-
-
 async def _lock_blob_key(session: AsyncSession, key: str) -> None:
     # Serialises "is this blob still used?" on delete against "use this blob" on upload.
     await session.execute(
@@ -102,7 +96,8 @@ class CaseService:
                     )
                 )
             ).all()
-            await session.delete(case)  # documents and chunks go by ON DELETE CASCADE
+            # Documents and chunks go by ON DELETE CASCADE.
+            await session.execute(delete(Case).where(Case.id == case.id))
         documents = DocumentService(self.services, self.principal)
         for document_id, _, status in rows:
             if not status.is_terminal:
@@ -196,7 +191,7 @@ class DocumentService:
         await enqueue(
             self.services.queue,
             JobName.DOCUMENT_PROCESS,
-            ProcessDocument(document_id=document.id, generation=_generation(document)),
+            ProcessDocument(document_id=document.id, generation=document.generation),
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -229,6 +224,7 @@ class DocumentService:
                     )
                 document.transition_to(S.QUEUED)
                 document.attempts = 0
+                document.generation += 1
         await clear_cancel(self.services.redis, document.id)
         await self._queue(document)
         return document

@@ -115,3 +115,8 @@ class DocumentGone(JobError):
     """The document was deleted while its job was queued or running: end quietly."""
 
     default_code = ErrorCode.DOCUMENT_DELETED
+
+
+class DocumentSuperseded(DocumentGone):
+    """The document was queued again (reprocessed) after this job was: a newer job owns it,
+    so this one ends quietly without touching the document."""

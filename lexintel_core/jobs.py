@@ -26,26 +26,23 @@ class JobPayload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ProcessDocument(JobPayload):
+class DocumentJob(JobPayload):
+    document_id: UUID
+    # The document's generation when it was queued (bumped by reprocessing): a new run is
+    # not mistaken for a duplicate of the last one, and a stale job leaves the document be.
+    generation: int = 0
+
+
+class ProcessDocument(DocumentJob):
     """Run the whole pipeline (extract, chunk, embed) for one document."""
 
-    document_id: UUID
-    # Bumped by reprocessing, so a new run is not mistaken for a duplicate of the last one.
-    generation: int = 0
 
-
-class ExtractDocument(JobPayload):
+class ExtractDocument(DocumentJob):
     """Re-run extraction and chunking for one document."""
 
-    document_id: UUID
-    generation: int = 0
 
-
-class EmbedDocument(JobPayload):
+class EmbedDocument(DocumentJob):
     """Re-embed the existing chunks of one document (e.g. after changing the model)."""
-
-    document_id: UUID
-    generation: int = 0
 
 
 PAYLOADS: dict[JobName, type[JobPayload]] = {

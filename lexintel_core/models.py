@@ -131,6 +131,9 @@ class Document(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped each time the document is queued again (reprocessing); jobs carry the value
+    # they were queued for, so a stale job of an earlier queueing ends without touching it.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     page_count: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
@@ -152,6 +155,7 @@ class Document(Base):
         # Column defaults apply only at INSERT; a new document is QUEUED from the start.
         kwargs.setdefault("status", ProcessingStatus.QUEUED)
         kwargs.setdefault("attempts", 0)
+        kwargs.setdefault("generation", 0)
         kwargs.setdefault("queued_at", utcnow())
         super().__init__(**kwargs)
 

@@ -16,7 +16,7 @@ from lexintel_core.errors import ErrorCode, PermanentError
 from lexintel_core.jobs import EmbedDocument, JobName, enqueue
 from lexintel_core.models import DocumentChunk
 from lexintel_core.status import ProcessingStatus
-from lexintel_jobs.run import JobRun, get_document
+from lexintel_jobs.run import JobRun
 
 S = ProcessingStatus
 # Statuses in which a pipeline job may (re)start: queued, or taken over mid-way.
@@ -26,7 +26,7 @@ _RUNNABLE = frozenset({S.QUEUED, S.EXTRACTING, S.CHUNKING, S.EMBEDDING})
 async def _runnable(run: JobRun) -> bool:
     """False when the document is already terminal: a duplicate delivery of finished work."""
     async with run.state.sessions() as session:
-        document = await get_document(session, run.document_id, lock=False)
+        document = await run.load(session, lock=False)
         return document.status in _RUNNABLE
 
 
@@ -44,7 +44,9 @@ async def extract_document(run: JobRun) -> str:
         return "already finished"
     await extract_and_chunk(run, then=S.QUEUED)
     await enqueue(
-        run.state.redis, JobName.DOCUMENT_EMBED, EmbedDocument(document_id=run.document_id)
+        run.state.redis,
+        JobName.DOCUMENT_EMBED,
+        EmbedDocument(document_id=run.document_id, generation=run.generation),
     )
     return "extracted"
 
@@ -92,7 +94,7 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
     )
     await run.check_cancelled()
     async with run.state.sessions.begin() as session:
-        document = await get_document(session, run.document_id)
+        document = await run.load(session)
         await session.execute(
             delete(DocumentChunk).where(DocumentChunk.document_id == run.document_id)
         )

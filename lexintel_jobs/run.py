@@ -10,7 +10,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lexintel_core.cancellation import is_cancel_requested
-from lexintel_core.errors import DocumentCancelled, DocumentGone
+from lexintel_core.errors import DocumentCancelled, DocumentGone, DocumentSuperseded
 from lexintel_core.jobs import JobName
 from lexintel_core.models import Document, DocumentChunk
 from lexintel_core.progress import Stage
@@ -30,12 +30,18 @@ _STAGE_OF_STATUS = {
 
 
 async def get_document(
-    session: AsyncSession, document_id: uuid.UUID, *, lock: bool = True
+    session: AsyncSession, document_id: uuid.UUID, *, generation: int, lock: bool = True
 ) -> Document:
-    """The document row (locked for this transaction); DocumentGone if it was deleted."""
+    """The document row (locked for this transaction). DocumentGone if it was deleted,
+    DocumentSuperseded if it was queued again after this job was."""
     document = await session.get(Document, document_id, with_for_update=lock)
     if document is None:
         raise DocumentGone(f"document {document_id} was deleted")
+    if document.generation != generation:
+        raise DocumentSuperseded(
+            f"document {document_id} was queued again (generation {document.generation}, "
+            f"this job {generation})"
+        )
     return document
 
 
@@ -46,12 +52,16 @@ class JobRun:
     document_id: uuid.UUID
     job_id: str
     job_try: int
+    generation: int = 0
     _reporter: ProgressReporter | None = field(default=None, repr=False)
+
+    async def load(self, session: AsyncSession, *, lock: bool = True) -> Document:
+        return await get_document(session, self.document_id, generation=self.generation, lock=lock)
 
     async def transition(self, status: ProcessingStatus, **fields: Any) -> Document:
         """Commit `status` (and `fields`) on the document, then announce it."""
         async with self.state.sessions.begin() as session:
-            document = await get_document(session, self.document_id)
+            document = await self.load(session)
             if document.status is ProcessingStatus.CANCELLED:
                 raise DocumentCancelled("the document was cancelled")
             document.transition_to(status)
@@ -60,6 +70,13 @@ class JobRun:
         self._announcer(document)
         await self.report(status, 0.0)
         return document
+
+    async def _current(self, session: AsyncSession) -> Document | None:
+        """The locked document, or None when it is gone or belongs to a newer job."""
+        try:
+            return await self.load(session)
+        except DocumentGone:
+            return None
 
     def _announcer(self, document: Document) -> ProgressReporter:
         """This run's one reporter (its throttle spans the whole run)."""
@@ -84,10 +101,10 @@ class JobRun:
     ) -> bool:
         """End the document in a terminal `status` and publish the one terminal event.
 
-        Returns False, publishing nothing, when the document is gone or already terminal
-        (e.g. cancelled through the API, which announced it itself)."""
+        Returns False, publishing nothing, when the document is gone, queued again, or
+        already terminal (e.g. cancelled through the API, which announced it itself)."""
         async with self.state.sessions.begin() as session:
-            document = await session.get(Document, self.document_id, with_for_update=True)
+            document = await self._current(session)
             if document is None or document.status.is_terminal:
                 return False
             document.transition_to(status)
@@ -111,7 +128,7 @@ class JobRun:
     async def requeue(self, message: str) -> None:
         """Put a running document back to QUEUED (retry backoff, shutdown) and say why."""
         async with self.state.sessions.begin() as session:
-            document = await session.get(Document, self.document_id, with_for_update=True)
+            document = await self._current(session)
             if document is None or document.status.is_terminal:
                 return
             if document.status is not ProcessingStatus.QUEUED:

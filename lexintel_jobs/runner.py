@@ -21,7 +21,7 @@ from lexintel_core.errors import (
     LexIntelError,
     PermanentError,
 )
-from lexintel_core.jobs import JobName, validate_payload
+from lexintel_core.jobs import DocumentJob, JobName, validate_payload
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs.logs import job_log_context
@@ -68,8 +68,9 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
     except InvalidInput as exc:
         logger.error("rejected job %s: %s (not retried)", job_id, exc)
         return "invalid"
-    document_id = payload.document_id  # type: ignore[attr-defined]
-    run = JobRun(state, name, document_id, job_id, job_try)
+    assert isinstance(payload, DocumentJob)
+    document_id = payload.document_id
+    run = JobRun(state, name, document_id, job_id, job_try, payload.generation)
     settings = state.settings
     with job_log_context(document_id=document_id, job_id=job_id, job_try=job_try):
         if job_try > settings.max_tries:
@@ -82,8 +83,8 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
                 outcome = await stage(run)
             logger.info("%s finished: %s", name, outcome)
             return outcome
-        except DocumentGone:
-            logger.info("document was deleted; nothing to do")
+        except DocumentGone as exc:
+            logger.info("%s; nothing to do", exc.message)
             return "gone"
         except DocumentCancelled:
             await _settle(run, run.finish(ProcessingStatus.CANCELLED))

@@ -67,7 +67,7 @@ class Loaders:
                 .where(Document.case_id.in_(case_ids))
                 .group_by(Document.case_id)
             )
-            counts: dict[uuid.UUID, int] = dict(rows.tuples())
+            counts: dict[uuid.UUID, int] = {row[0]: row[1] for row in rows}
         return [counts.get(case_id, 0) for case_id in case_ids]
 
     async def _chunk_counts(self, document_ids: list[uuid.UUID]) -> Sequence[int]:
@@ -77,7 +77,7 @@ class Loaders:
                 .where(DocumentChunk.document_id.in_(document_ids))
                 .group_by(DocumentChunk.document_id)
             )
-            counts: dict[uuid.UUID, int] = dict(rows.tuples())
+            counts: dict[uuid.UUID, int] = {row[0]: row[1] for row in rows}
         return [counts.get(document_id, 0) for document_id in document_ids]
 
     async def _progress(self, document_ids: list[uuid.UUID]) -> Sequence[ProgressEvent | None]:

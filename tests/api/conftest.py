@@ -21,6 +21,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from websockets.typing import Subprotocol
 
 from lexintel_api.app import create_app
 from lexintel_api.auth import create_api_key
@@ -31,6 +32,7 @@ from lexintel_core.settings import Settings
 from lexintel_jobs.worker import worker_options
 
 GRAPHQL_TRANSPORT_WS = "graphql-transport-ws"
+WS_PROTOCOLS = [Subprotocol(GRAPHQL_TRANSPORT_WS)]
 PREFLIGHT = {"GraphQL-Require-Preflight": "1"}
 
 
@@ -173,9 +175,10 @@ async def execute(
     """Run one operation over HTTP; GraphQLFailed carries the errors."""
     async with http_client(api, key) as session:
         try:
-            return await session.execute(
+            data: dict[str, Any] = await session.execute(
                 GraphQLRequest(query, variable_values=variables), upload_files=upload
             )
+            return data
         except TransportQueryError as exc:
             raise GraphQLFailed(list(exc.errors or [])) from exc
 

@@ -21,7 +21,7 @@ from lexintel_core.models import ApiKey, Document, DocumentChunk, Organization
 from lexintel_core.status import ProcessingStatus
 from tests import factories
 from tests.api.conftest import (
-    GRAPHQL_TRANSPORT_WS,
+    WS_PROTOCOLS,
     Api,
     GraphQLFailed,
     Tenant,
@@ -91,7 +91,7 @@ QUERIES: list[tuple[str, dict[str, str], str]] = [
 ]
 
 
-def _resolve(variables: dict[str, str], victim: Victim) -> dict[str, str]:
+def _resolve(variables: dict[str, str], victim: Victim) -> dict[str, Any]:
     ids = {"case": victim.case_id, "ready": victim.ready_id, "queued": victim.queued_id}
     return {name: ids[value] for name, value in variables.items()}
 
@@ -224,7 +224,7 @@ async def test_requests_without_a_valid_key_are_unauthenticated(
 
 async def test_websocket_without_a_valid_key_is_closed_with_4403(api: Api) -> None:
     for payload in ({}, {"authorization": "Bearer lxk_not-a-key"}):
-        async with websockets.connect(api.ws_url, subprotocols=[GRAPHQL_TRANSPORT_WS]) as ws:
+        async with websockets.connect(api.ws_url, subprotocols=WS_PROTOCOLS) as ws:
             await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 10)

@@ -51,9 +51,11 @@ class Doc:
         self.document_id = uuid.uuid4()
         self.case_id = uuid.uuid4()
 
-    async def publish(self, status: ProcessingStatus, percent: float = 0.0) -> ProgressEvent:
+    async def publish(
+        self, status: ProcessingStatus, percent: float = 0.0, *, restart: bool = False
+    ) -> ProgressEvent:
         published = await publish_progress(
-            self.redis, _event(self.document_id, self.case_id, status, percent)
+            self.redis, _event(self.document_id, self.case_id, status, percent), restart=restart
         )
         assert published is not None
         return published
@@ -124,7 +126,8 @@ async def test_events_in_seq_order_and_completion_after_terminal(
         task = asyncio.create_task(_collect(events))
         published = [await doc.publish(S.EXTRACTING, p) for p in range(0, 100, 10)]
         published.append(await doc.publish(S.READY, 100))
-        await doc.publish(S.QUEUED)  # a reprocess after the end is not part of this stream
+        # A reprocess after the end is not part of this stream.
+        await doc.publish(S.QUEUED, restart=True)
         received = await task
     assert received == published
     assert [event.seq for event in received] == list(range(2, 13))

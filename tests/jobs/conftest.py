@@ -27,7 +27,7 @@ from lexintel_core.models import Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent
 from lexintel_core.settings import Settings
 from lexintel_jobs.state import STATE_KEY, WorkerState, build_state
-from lexintel_jobs.worker import json_dumps, json_loads, worker_options
+from lexintel_jobs.worker import json_dumps, json_loads, on_shutdown, worker_options
 from tests import factories
 
 # The shared sample corpus lies beside the project (../shared), in the workspace and in CI.
@@ -136,8 +136,7 @@ def run_worker(worker_settings: Settings, queue: ArqRedis) -> Callable[..., Awai
         try:
             await worker.main()
         finally:
-            await state.aclose()
-            worker.ctx.pop(STATE_KEY)
+            await on_shutdown(worker.ctx)  # burst mode skips it: stop the heartbeat, close
         return worker
 
     return run

@@ -265,7 +265,9 @@ async def test_rerunning_a_half_finished_document_gives_one_set_of_chunks(
     # As if a worker died after chunking: the document is mid-pipeline and is delivered again.
     async with sessions.begin() as session:
         await session.execute(
-            update(Document).where(Document.id == document.id).values(status=S.EMBEDDING)
+            update(Document)
+            .where(Document.id == document.id)
+            .values(status=S.EMBEDDING, generation=1)
         )
     await enqueue(
         queue, JobName.DOCUMENT_PROCESS, ProcessDocument(document_id=document.id, generation=1)
@@ -371,6 +373,7 @@ async def test_extract_and_embed_jobs_reprocess_a_ready_document(
         stored = await session.get(Document, document.id)
         assert stored is not None
         stored.transition_to(S.QUEUED)
+        stored.generation = 1
     await enqueue(
         queue, JobName.DOCUMENT_EXTRACT, ExtractDocument(document_id=document.id, generation=1)
     )
@@ -391,8 +394,9 @@ async def test_extract_and_embed_jobs_reprocess_a_ready_document(
         stored = await session.get(Document, document.id)
         assert stored is not None
         stored.transition_to(S.QUEUED)
+        stored.generation = 2
     await enqueue(
-        queue, JobName.DOCUMENT_EMBED, EmbedDocument(document_id=document.id, generation=1)
+        queue, JobName.DOCUMENT_EMBED, EmbedDocument(document_id=document.id, generation=2)
     )
     await run_worker(prepare=renamed)
     await settle()

@@ -116,7 +116,6 @@ class DocumentMutations:
             for upload_file in upload_files:
                 await upload_file.close()
 
-
     @strawberry.mutation(description="Process a finished (or stuck QUEUED) document again.")
     async def reprocess_document(
         self, info: strawberry.Info[Context, None], id: uuid.UUID
