@@ -110,4 +110,3 @@ async def empty_database_url(settings: Settings) -> AsyncIterator[str]:
             await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     finally:
         await admin.dispose()
-

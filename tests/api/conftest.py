@@ -46,6 +46,7 @@ def api_settings(settings: Settings) -> Settings:
             "retry_jitter": 0.0,
             "worker_heartbeat_seconds": 0.5,
             "worker_takeover_seconds": 3.0,
+            "api_connection_init_timeout_seconds": 1.0,
         }
     )
 

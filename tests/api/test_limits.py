@@ -188,6 +188,12 @@ async def test_websocket_limits(api: Api, tenant: Callable[[str], Awaitable[Tena
             subprotocols=WS_PROTOCOLS,
             origin=Origin("https://evil.example"),
         )
+    # A socket that never sends connection_init is closed (4408) after the timeout.
+    async with websockets.connect(api.ws_url, subprotocols=WS_PROTOCOLS) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4408
     # Too many subscriptions on one connection.
     limit = api.services.settings.api_max_subscriptions_per_connection
     async with websockets.connect(api.ws_url, subprotocols=WS_PROTOCOLS) as ws:
