@@ -78,6 +78,34 @@ async def test_upload_follow_progress_then_search_with_page_numbers(
     assert (best["pageStart"], best["pageEnd"]) == (2, 2)
     assert "<mark>indemnify</mark>" in best["snippet"]
 
+    # The document's chunks page in reading order and cite their pages.
+    chunks_query = """
+    query($id: UUID!, $after: String) {
+      document(id: $id) {
+        pageCount chunkCount
+        chunks(first: 2, after: $after) {
+          nodes { ordinal pageStart pageEnd } pageInfo { hasNextPage endCursor }
+        }
+      }
+    }
+    """
+    ordinals: list[int] = []
+    pages: set[int] = set()
+    after = None
+    while True:
+        document = (await execute(api, acme.key, chunks_query, id=document_id, after=after))[
+            "document"
+        ]
+        connection = document["chunks"]
+        ordinals += [chunk["ordinal"] for chunk in connection["nodes"]]
+        pages |= {chunk["pageStart"] for chunk in connection["nodes"]}
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+    assert document["pageCount"] == 3
+    assert ordinals == list(range(document["chunkCount"]))
+    assert pages == {1, 2, 3}
+
     # Subscribing after READY yields the READY snapshot at once and completes.
     late = await subscribe(api, acme.key, PROGRESS, id=document_id)
     assert [result["documentProgress"] for result in late] == [events[-1]]
