@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import typer
 from rich.console import Console
 
 from lexintel_api.auth import create_api_key
+from lexintel_api.devstack import run_dev, worker_command
 from lexintel_core import migrate
 from lexintel_core.db import create_engine, create_session_factory
 from lexintel_core.settings import Settings
@@ -72,6 +74,35 @@ def apikey_create(
     secret = asyncio.run(_create())
     console.print(f"API key for organization [bold]{org}[/bold] (shown once, keep it safe):")
     print(secret)  # plain stdout, so `KEY=$(lexintel apikey create --org X | tail -1)` works
+
+
+@app.command()
+def dev(
+    workers: int = typer.Option(1, "--workers", min=0, help="Worker processes to run."),
+    host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+    port: int = typer.Option(8000, help="Port of the API."),
+    db_port: int = typer.Option(5433, help="Port of the embedded PostgreSQL."),
+    redis_port: int = typer.Option(6380, help="Port of the embedded Redis."),
+) -> None:
+    """Run the whole stack locally: embedded PostgreSQL + Redis (data under
+    LEXINTEL_DATA_DIR, default ./.lexintel), migrations, a development API key, the API and
+    workers. Uses LEXINTEL_DATABASE_URL / LEXINTEL_REDIS_URL instead when they are set."""
+    run_dev(
+        host=host,
+        port=port,
+        workers=workers,
+        db_port=db_port,
+        redis_port=redis_port,
+        console=console,
+    )
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(context: typer.Context) -> None:
+    """Run an arq worker (`arq lexintel_jobs.worker.WorkerSettings`); extra arguments such as
+    --check or --burst go to arq."""
+    command = worker_command(*context.args)
+    os.execv(command[0], command)  # noqa: S606 - this interpreter, fixed module
 
 
 def main() -> None:

@@ -226,7 +226,8 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self._process = subprocess.Popen(args)  # noqa: S603 - fixed binary, our arguments
+        # Its own session: a Ctrl-C meant for the parent must not stop the server under it.
+        self._process = subprocess.Popen(args, start_new_session=True)  # noqa: S603
         try:
             wait_for_port(self.host, self.port, timeout)
         except EmbeddedServerError:

@@ -34,3 +34,11 @@ def test_lexintel_db_upgrade_from_the_command_line(
     assert "database upgraded to head" in upgraded.stdout
     current = _lexintel("db", "current", env=env, cwd=tmp_path)
     assert "up to date" in current.stdout
+
+
+def test_lexintel_worker_runs_the_arq_cli(settings: Settings, tmp_path: Path) -> None:
+    env = {**os.environ, "LEXINTEL_REDIS_URL": settings.redis_url}
+    checked = _lexintel("worker", "--check", env=env, cwd=tmp_path)
+    # No worker is running against the test Redis: arq's health check says so.
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "health check failed" in (checked.stdout + checked.stderr).lower()

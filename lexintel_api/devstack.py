@@ -1,0 +1,142 @@
+"""`lexintel dev`: the whole stack on one machine with nothing configured.
+
+Embedded PostgreSQL (with pgvector) and a Redis-compatible server keep their data under
+`<data_dir>/`, so a restart keeps the cases; migrations run; a development API key is created
+once and reused; the API runs in this process (uvicorn) and N arq workers as child processes.
+SIGINT/SIGTERM stop the API, then the workers, then the servers. With `LEXINTEL_DATABASE_URL`
+or `LEXINTEL_REDIS_URL` set, those servers are used instead of embedded ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from rich.console import Console
+from sqlalchemy import select
+
+from lexintel_api.auth import create_api_key, hash_secret
+from lexintel_core import migrate
+from lexintel_core.db import create_engine, create_session_factory
+from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis
+from lexintel_core.models import ApiKey
+from lexintel_core.settings import Settings
+
+DEV_ORGANIZATION = "Development"
+WORKER_SETTINGS = "lexintel_jobs.worker.WorkerSettings"  # by name: api does not import jobs
+_WORKER_STOP_SECONDS = 40.0
+
+
+def worker_command(*arq_args: str) -> list[str]:
+    """The arq CLI for LexIntel's worker, in this interpreter."""
+    return [sys.executable, "-m", "arq", *arq_args, WORKER_SETTINGS]
+
+
+@contextlib.contextmanager
+def _embedded_servers(
+    settings: Settings, *, db_port: int, redis_port: int, console: Console
+) -> Iterator[None]:
+    """Start the embedded servers for the URLs that are not configured, and point this
+    process and its children (API, workers) at them through the environment."""
+    data_dir = settings.data_dir.resolve()
+    with contextlib.ExitStack() as stack:
+        if "database_url" not in settings.model_fields_set:
+            postgres = EmbeddedPostgres(data_dir / "postgres", port=db_port)
+            console.print(f"starting PostgreSQL (pgvector) on port {postgres.port}...")
+            postgres.start()
+            stack.callback(postgres.stop)
+            postgres.create_database("lexintel")
+            os.environ["LEXINTEL_DATABASE_URL"] = postgres.url("lexintel")
+        if "redis_url" not in settings.model_fields_set:
+            redis = EmbeddedRedis(data_dir / "redis", port=redis_port)
+            console.print(f"starting Redis on port {redis.port}...")
+            redis.start()
+            stack.callback(redis.stop)
+            os.environ["LEXINTEL_REDIS_URL"] = redis.url()
+        yield
+
+
+async def _valid_or_new_key(settings: Settings, saved: str | None) -> str:
+    """`saved` if it is still an active key, else a new development key."""
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine).begin() as session:
+            if saved:
+                found = await session.scalar(
+                    select(ApiKey).where(ApiKey.secret_hash == hash_secret(saved))
+                )
+                if found is not None and found.is_active:
+                    return saved
+            _, secret = await create_api_key(session, DEV_ORGANIZATION, name="lexintel dev")
+            return secret
+    finally:
+        await engine.dispose()
+
+
+def _development_key(settings: Settings, key_file: Path) -> str:
+    """The development API key: the one saved in `key_file` if it still works, else new."""
+    saved = key_file.read_text().strip() if key_file.exists() else None
+    key = asyncio.run(_valid_or_new_key(settings, saved))
+    if key != saved:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+    return key
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for process in workers:
+        if process.poll() is None:
+            process.terminate()  # arq finishes running jobs within the grace period
+    for process in workers:
+        try:
+            process.wait(_WORKER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def run_dev(
+    *, host: str, port: int, workers: int, db_port: int, redis_port: int, console: Console
+) -> None:
+    # uvicorn re-raises the SIGTERM it handled once it has stopped; turn it into SystemExit
+    # (as SIGINT is KeyboardInterrupt) so the workers and servers are stopped below.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    configured = Settings()
+    data_dir = configured.data_dir.resolve()
+    with _embedded_servers(configured, db_port=db_port, redis_port=redis_port, console=console):
+        settings = Settings()
+        console.print("applying migrations...")
+        migrate.upgrade(settings)
+        key = _development_key(settings, data_dir / "dev-api-key")
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            for _ in range(workers):
+                # Own sessions: Ctrl-C reaches only us, and we stop the workers in order.
+                processes.append(
+                    subprocess.Popen(worker_command(), start_new_session=True)  # noqa: S603
+                )
+            console.print(
+                f"\n[bold green]LexIntel is running[/bold green] with {workers} worker(s)\n"
+                f"  GraphiQL:  http://{host}:{port}/graphql\n"
+                f"  API key:   {key}\n"
+                f"  (send it as `Authorization: Bearer <key>`; Ctrl-C stops everything)\n"
+            )
+            server = uvicorn.Server(
+                uvicorn.Config("lexintel_api.app:app", host=host, port=port, log_level="info")
+            )
+            server.run()
+        finally:
+            _stop(processes)

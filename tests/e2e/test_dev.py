@@ -1,0 +1,128 @@
+"""`lexintel dev` as a user runs it: embedded servers, API, a worker; clean stop; restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from lexintel_core.local import free_port
+
+STARTUP_SECONDS = 180
+
+
+def _start(tmp_path: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+    executable = shutil.which("lexintel", path=str(Path(sys.executable).parent))
+    assert executable is not None
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("LEXINTEL_DATABASE_URL", "LEXINTEL_REDIS_URL")
+    }
+    env.update({"LEXINTEL_EMBEDDING_PROVIDER": "hashing", "COLUMNS": "200"})
+    command = [executable, "dev", "--workers", "1", "--port", str(ports["api"])]
+    command += ["--db-port", str(ports["db"]), "--redis-port", str(ports["redis"])]
+    return subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_ready(client: httpx.Client, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("lexintel dev did not become ready")
+
+
+def _graphql(client: httpx.Client, key: str, query: str, **variables: object) -> dict[str, object]:
+    response = client.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    data: dict[str, object] = body["data"]
+    return data
+
+
+def _upload(client: httpx.Client, key: str, case_id: str) -> str:
+    query = (
+        "mutation($c: UUID!, $f: Upload!) { uploadDocument(caseId: $c, file: $f) "
+        "{ document { id } } }"
+    )
+    operations = {"query": query, "variables": {"c": case_id, "f": None}}
+    response = client.post(
+        "/graphql",
+        headers={"Authorization": f"Bearer {key}", "GraphQL-Require-Preflight": "1"},
+        data={"operations": json.dumps(operations), "map": '{"0": ["variables.f"]}'},
+        files={"0": ("memo.txt", b"A memorandum on the lease dispute.", "text/plain")},
+    )
+    return str(response.json()["data"]["uploadDocument"]["document"]["id"])
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    tree = psutil.Process(process.pid).children(recursive=True)
+    assert tree, "the stack runs child processes (workers, Redis)"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode == 0, output
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert alive == [], f"left running: {alive}"
+    return output
+
+
+def test_dev_stack_serves_processes_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    ports = {"api": free_port(), "db": free_port(), "redis": free_port()}
+    process = _start(tmp_path, ports)
+    with httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}", timeout=30) as client:
+        try:
+            _wait_ready(client, process)
+            key = (tmp_path / ".lexintel" / "dev-api-key").read_text().strip()
+            created = _graphql(client, key, 'mutation { createCase(name: "Dev case") { id } }')
+            case_id = str(created["createCase"]["id"])  # type: ignore[index]
+            document_id = _upload(client, key, case_id)
+            status = ""
+            deadline = time.monotonic() + 60
+            while status != "READY" and time.monotonic() < deadline:
+                document = _graphql(
+                    client,
+                    key,
+                    "query($id: UUID!) { document(id: $id) { status } }",
+                    id=document_id,
+                )
+                status = document["document"]["status"]  # type: ignore[index]
+                time.sleep(0.3)
+            assert status == "READY"
+        finally:
+            output = _stop(process)
+        assert key in output  # printed for the user
+        assert not (tmp_path / ".lexintel" / "postgres" / "postmaster.pid").exists()
+
+        again = _start(tmp_path, ports)
+        try:
+            _wait_ready(client, again)
+            assert (tmp_path / ".lexintel" / "dev-api-key").read_text().strip() == key
+            cases = _graphql(client, key, "{ cases { nodes { name } } }")
+            assert cases["cases"] == {"nodes": [{"name": "Dev case"}]}
+        finally:
+            _stop(again)
