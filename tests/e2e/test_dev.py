@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from lexintel_core.local import free_port
 
