@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import os
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import select, update
 
 from lexintel_api.auth import create_api_key
+from lexintel_api.client import ApiClient, ApiError
+from lexintel_api.client import ingest as run_ingest
 from lexintel_api.devstack import run_dev, worker_command
 from lexintel_core import migrate
 from lexintel_core.db import create_engine, create_session_factory
+from lexintel_core.models import ApiKey, Organization, utcnow
 from lexintel_core.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(help="LexIntel: legal document processing and search.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -52,6 +66,61 @@ def db_current() -> None:
     head = migrate.head_revision(settings)
     state = "[green]up to date[/green]" if current == head else "[yellow]behind[/yellow]"
     console.print(f"current: {current or 'empty'}  head: {head}  {state}")
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys (prefix, organization, last use); secrets are never shown."""
+
+    async def _list() -> list[tuple[ApiKey, str]]:
+        engine = create_engine(Settings())
+        try:
+            async with create_session_factory(engine)() as session:
+                rows = await session.execute(
+                    select(ApiKey, Organization.name)
+                    .join(Organization, Organization.id == ApiKey.organization_id)
+                    .order_by(ApiKey.created_at)
+                )
+                return [(row[0], row[1]) for row in rows]
+        finally:
+            await engine.dispose()
+
+    table = Table(title="API keys")
+    for column in ("prefix", "organization", "name", "created", "last used", "state"):
+        table.add_column(column)
+    for key, organization in asyncio.run(_list()):
+        table.add_row(
+            key.prefix,
+            organization,
+            key.name,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never",
+            "active" if key.is_active else "revoked",
+        )
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(prefix: str = typer.Argument(..., help="The key's prefix, as listed.")) -> None:
+    """Revoke the API key with this prefix; requests with it fail from now on."""
+
+    async def _revoke() -> int:
+        engine = create_engine(Settings())
+        try:
+            async with create_session_factory(engine).begin() as session:
+                result = await session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                )
+                return int(result.rowcount)  # type: ignore[attr-defined]
+        finally:
+            await engine.dispose()
+
+    if asyncio.run(_revoke()) == 0:
+        console.print(f"[red]no active key with prefix {prefix}[/red]")
+        raise typer.Exit(1)
+    console.print(f"[yellow]revoked {prefix}[/yellow]")
 
 
 @apikey_app.command("create")
@@ -103,6 +172,140 @@ def worker(context: typer.Context) -> None:
     --check or --burst go to arq."""
     command = worker_command(*context.args)
     os.execv(command[0], command)  # noqa: S606 - this interpreter, fixed module
+
+
+# -- client commands (through the API, like any other client) -------------------------
+
+_API_OPTION = typer.Option(
+    "http://127.0.0.1:8000", "--api", envvar="LEXINTEL_API_URL", help="Base URL of the API."
+)
+_KEY_OPTION = typer.Option(
+    None,
+    "--key",
+    envvar="LEXINTEL_API_KEY",
+    help="API key (default: the development key `lexintel dev` saved).",
+    show_default=False,
+)
+
+
+def _api_key(key: str | None) -> str:
+    if key:
+        return key
+    saved = Settings().data_dir / "dev-api-key"
+    if saved.exists():
+        return saved.read_text().strip()
+    console.print("[red]no API key: set LEXINTEL_API_KEY or pass --key[/red]")
+    raise typer.Exit(2)
+
+
+def _run_client(url: str, key: str | None, work: Callable[[ApiClient], Awaitable[T]]) -> T:
+    async def _main() -> T:
+        async with ApiClient(url, _api_key(key)) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(_main())
+    except ApiError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    except (OSError, httpx.TransportError) as exc:
+        console.print(f"[red]cannot reach the API at {url}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files or folders (recursive).")],
+    case: str = typer.Option(..., "--case", help="Case name (created if missing)."),
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only files matching this glob, e.g. '*.pdf'."),
+    ] = None,
+    api: str = _API_OPTION,
+    key: str | None = _KEY_OPTION,
+) -> None:
+    """Upload documents and follow each one live until it is READY or FAILED."""
+    outcomes = _run_client(api, key, lambda c: run_ingest(c, paths, case, include or [], console))
+    if any(outcome.failed for outcome in outcomes):
+        raise typer.Exit(1)
+
+
+_SEARCH = """
+query($q: String!, $caseId: UUID, $mode: SearchMode!, $limit: Int!) {
+  search(query: $q, caseId: $caseId, mode: $mode, limit: $limit) {
+    filename pageStart pageEnd score snippet
+  }
+}
+"""
+
+
+def _rich_snippet(snippet: str) -> str:
+    """The API's HTML snippet (escaped text, <mark>ed matches) as rich markup."""
+    parts = re.split(r"(</?mark>)", snippet)
+    styled = {"<mark>": "[bold yellow]", "</mark>": "[/bold yellow]"}
+    return "".join(styled.get(part, escape(html.unescape(part))) for part in parts)
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="What to look for."),
+    case: str | None = typer.Option(None, "--case", help="Only this case."),
+    mode: str = typer.Option("hybrid", "--mode", help="hybrid, semantic or keyword."),
+    limit: int = typer.Option(10, "--limit", min=1, max=100),
+    api: str = _API_OPTION,
+    key: str | None = _KEY_OPTION,
+) -> None:
+    """Search the READY documents; prints document, pages and the highlighted passage."""
+    if mode.upper() not in ("HYBRID", "SEMANTIC", "KEYWORD"):
+        raise typer.BadParameter("choose hybrid, semantic or keyword", param_hint="--mode")
+
+    async def _search(client: ApiClient) -> list[dict[str, Any]]:
+        case_id = await client.case_id(case, create=False) if case else None
+        if case and case_id is None:
+            raise ApiError("NOT_FOUND", f"there is no case named {case!r}")
+        data = await client.execute(
+            _SEARCH, q=query, caseId=case_id, mode=mode.upper(), limit=limit
+        )
+        hits: list[dict[str, Any]] = data["search"]
+        return hits
+
+    hits = _run_client(api, key, _search)
+    table = Table(title=f"{len(hits)} result(s) for {query!r}")
+    for column in ("#", "document", "pages", "score", "passage"):
+        table.add_column(column)
+    for rank, hit in enumerate(hits, 1):
+        pages = f"{hit['pageStart']}" + (
+            f"-{hit['pageEnd']}" if hit["pageEnd"] != hit["pageStart"] else ""
+        )
+        table.add_row(
+            str(rank), hit["filename"], pages, f"{hit['score']:.3f}", _rich_snippet(hit["snippet"])
+        )
+    console.print(table)
+
+
+_STATUS = """
+{
+  queueStats { queued inProgress workersAlive }
+  documentStatusCounts { status count }
+}
+"""
+
+
+@app.command()
+def status(api: str = _API_OPTION, key: str | None = _KEY_OPTION) -> None:
+    """Queue depth, live workers and your documents per status."""
+    data = _run_client(api, key, lambda client: client.execute(_STATUS))
+    stats = data["queueStats"]
+    console.print(
+        f"queue: {stats['queued']} waiting, {stats['inProgress']} running; "
+        f"workers alive: {stats['workersAlive']}"
+    )
+    table = Table(title="documents")
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for row in data["documentStatusCounts"]:
+        table.add_row(row["status"], str(row["count"]))
+    console.print(table)
 
 
 def main() -> None:

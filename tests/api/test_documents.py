@@ -270,3 +270,24 @@ def test_apikey_create_prints_a_working_key_once(
     assert row is not None
     assert key.startswith(row.prefix)
     assert key not in row.secret_hash
+
+
+def test_apikey_list_and_revoke(
+    settings: Settings, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEXINTEL_DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+    created = runner.invoke(cli, ["apikey", "create", "--org", "Acme LLP", "--name", "ci"])
+    key = created.output.strip().splitlines()[-1]
+    listed = runner.invoke(cli, ["apikey", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert key[:12] in listed.output
+    assert "Acme LLP" in listed.output
+    assert "active" in listed.output
+    assert key not in listed.output
+
+    revoked = runner.invoke(cli, ["apikey", "revoke", key[:12]])
+    assert revoked.exit_code == 0, revoked.output
+    assert "revoked" in runner.invoke(cli, ["apikey", "list"]).output
+    assert runner.invoke(cli, ["apikey", "revoke", key[:12]]).exit_code == 1

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 
 from lexintel_api.graphql.context import Context
 from lexintel_api.graphql.documents.types import DocumentType
@@ -52,7 +52,31 @@ async def document_page(
 
 
 @strawberry.type
+class StatusCount:
+    status: ProcessingStatus
+    count: int
+
+
+@strawberry.type
 class DocumentQueries:
+    @strawberry.field(description="How many of your documents are in each status.")
+    async def document_status_counts(
+        self, info: strawberry.Info[Context, None]
+    ) -> list[StatusCount]:
+        principal = info.context.require_principal()
+        statement = (
+            select(Document.status, func.count())
+            .join(Case, Case.id == Document.case_id)
+            .where(Case.organization_id == principal.organization_id)
+            .group_by(Document.status)
+        )
+        async with info.context.services.sessions() as session:
+            rows = (await session.execute(statement)).all()
+        counts = {row[0]: int(row[1]) for row in rows}
+        return [
+            StatusCount(status=status, count=counts.get(status, 0)) for status in ProcessingStatus
+        ]
+
     @strawberry.field(description="Documents of your organization, newest first.")
     async def documents(
         self,
