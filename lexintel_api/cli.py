@@ -243,7 +243,8 @@ def _rich_snippet(snippet: str) -> str:
     """The API's HTML snippet (escaped text, <mark>ed matches) as rich markup."""
     parts = re.split(r"(</?mark>)", snippet)
     styled = {"<mark>": "[bold yellow]", "</mark>": "[/bold yellow]"}
-    return "".join(styled.get(part, escape(html.unescape(part))) for part in parts)
+    text = "".join(styled.get(part, escape(html.unescape(part))) for part in parts)
+    return " ".join(text.split())
 
 
 @app.command()
@@ -269,7 +270,10 @@ def search(
         hits: list[dict[str, Any]] = data["search"]
         return hits
 
-    hits = _run_client(api, key, _search)
+    _print_hits(query, _run_client(api, key, _search))
+
+
+def _print_hits(query: str, hits: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(hits)} result(s) for {query!r}")
     for column in ("#", "document", "pages", "score", "passage"):
         table.add_column(column)
@@ -306,6 +310,62 @@ def status(api: str = _API_OPTION, key: str | None = _KEY_OPTION) -> None:
     for row in data["documentStatusCounts"]:
         table.add_row(row["status"], str(row["count"]))
     console.print(table)
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+DEMO_CASE = "Demo: Meridian Freight v. Harbor Analytics"
+DEMO_SEARCHES = (
+    "security deposit",
+    "who pays if the services infringe a patent",
+    "why was the trade secret claim dismissed",
+)
+
+
+@app.command()
+def demo(
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes to run."),
+    port: int = typer.Option(8000, help="Port of the API."),
+    db_port: int = typer.Option(5433, help="Port of the embedded PostgreSQL."),
+    redis_port: int = typer.Option(6380, help="Port of the embedded Redis."),
+    samples: Annotated[Path, typer.Option(help="Folder of documents to ingest.")] = SAMPLES,
+) -> None:
+    """Start the local stack, ingest the sample documents with live progress, run three
+    searches, then keep serving GraphiQL until Ctrl-C."""
+    if not samples.is_dir():
+        console.print(f"[red]no sample folder at {samples}; pass --samples PATH[/red]")
+        raise typer.Exit(2)
+
+    def tour(url: str, key: str) -> None:
+        async def _tour() -> str | None:
+            async with ApiClient(url, key) as client:
+                outcomes = await run_ingest(client, [samples], DEMO_CASE, [], console)
+                case_id = await client.case_id(DEMO_CASE, create=False)
+                for query in DEMO_SEARCHES:
+                    data = await client.execute(
+                        _SEARCH, q=query, caseId=case_id, mode="HYBRID", limit=3
+                    )
+                    _print_hits(query, data["search"])
+                return next((o.document_id for o in outcomes if o.document_id), None)
+
+        document_id = asyncio.run(_tour())
+        console.print(
+            f"\n[bold]Explore[/bold] {url}/graphql with the header "
+            f'{{"Authorization": "Bearer {key}"}}, for example:\n'
+            f'  subscription {{ documentProgress(documentId: "{document_id}") '
+            "{ seq status stage percent } }\n"
+            '  query { search(query: "governing law", limit: 3) { filename pageStart snippet } }'
+            "\n\nCtrl-C stops everything."
+        )
+
+    run_dev(
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        db_port=db_port,
+        redis_port=redis_port,
+        console=console,
+        on_ready=tour,
+    )
 
 
 def main() -> None:

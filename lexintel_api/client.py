@@ -236,6 +236,6 @@ def summary(outcomes: list[Outcome]) -> Table:
         style = "green" if not outcome.failed else "red"
         error = f"{outcome.error_code}: {outcome.message}" if outcome.error_code else ""
         table.add_row(
-            str(outcome.path), f"[{style}]{result}[/{style}]", error, outcome.document_id or ""
+            outcome.path.name, f"[{style}]{result}[/{style}]", error, outcome.document_id or ""
         )
     return table

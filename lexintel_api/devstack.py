@@ -15,7 +15,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -108,12 +110,40 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+# Runs once the API answers, with its base URL and the development key (the demo's tour).
+OnReady = Callable[[str, str], None]
+
+
+def _serve(server: uvicorn.Server, on_ready: OnReady | None, url: str, key: str) -> None:
+    """Run the API in a thread until SIGINT/SIGTERM; `on_ready` runs here meanwhile."""
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()  # uvicorn installs no signal handlers off the main thread
+    while not server.started:
+        if not thread.is_alive():
+            raise SystemExit("the API did not start; see the log above")
+        time.sleep(0.05)
+    if on_ready is not None:
+        on_ready(url, key)  # Ctrl-C here is a KeyboardInterrupt: everything still stops
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while thread.is_alive() and not stop.wait(0.5):
+        pass
+    server.should_exit = True
+    thread.join()
+
+
 def run_dev(
-    *, host: str, port: int, workers: int, db_port: int, redis_port: int, console: Console
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    db_port: int,
+    redis_port: int,
+    console: Console,
+    on_ready: OnReady | None = None,
 ) -> None:
-    # uvicorn re-raises the SIGTERM it handled once it has stopped; turn it into SystemExit
-    # (as SIGINT is KeyboardInterrupt) so the workers and servers are stopped below.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until the API runs: stop cleanly too
     configured = Settings()
     data_dir = configured.data_dir.resolve()
     with _embedded_servers(configured, db_port=db_port, redis_port=redis_port, console=console):
@@ -128,15 +158,16 @@ def run_dev(
                 processes.append(
                     subprocess.Popen(worker_command(), start_new_session=True)  # noqa: S603
                 )
+            url = f"http://{host}:{port}"
             console.print(
                 f"\n[bold green]LexIntel is running[/bold green] with {workers} worker(s)\n"
-                f"  GraphiQL:  http://{host}:{port}/graphql\n"
+                f"  GraphiQL:  {url}/graphql\n"
                 f"  API key:   {key}\n"
                 f"  (send it as `Authorization: Bearer <key>`; Ctrl-C stops everything)\n"
             )
             server = uvicorn.Server(
-                uvicorn.Config("lexintel_api.app:app", host=host, port=port, log_level="info")
+                uvicorn.Config("lexintel_api.app:app", host=host, port=port, log_level="warning")
             )
-            server.run()
+            _serve(server, on_ready, url, key)
         finally:
             _stop(processes)

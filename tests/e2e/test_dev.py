@@ -19,7 +19,7 @@ from lexintel_core.local import free_port
 STARTUP_SECONDS = 180
 
 
-def _start(tmp_path: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+def _start(tmp_path: Path, ports: dict[str, int], command: str = "dev") -> subprocess.Popen[str]:
     executable = shutil.which("lexintel", path=str(Path(sys.executable).parent))
     assert executable is not None
     env = {
@@ -28,10 +28,10 @@ def _start(tmp_path: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
         if name not in ("LEXINTEL_DATABASE_URL", "LEXINTEL_REDIS_URL")
     }
     env.update({"LEXINTEL_EMBEDDING_PROVIDER": "hashing", "COLUMNS": "200"})
-    command = [executable, "dev", "--workers", "1", "--port", str(ports["api"])]
-    command += ["--db-port", str(ports["db"]), "--redis-port", str(ports["redis"])]
+    arguments = [executable, command, "--workers", "1", "--port", str(ports["api"])]
+    arguments += ["--db-port", str(ports["db"]), "--redis-port", str(ports["redis"])]
     return subprocess.Popen(
-        command,
+        arguments,
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -126,3 +126,28 @@ def test_dev_stack_serves_processes_stops_cleanly_and_keeps_data(tmp_path: Path)
             assert cases["cases"] == {"nodes": [{"name": "Dev case"}]}
         finally:
             _stop(again)
+
+
+def test_demo_ingests_the_samples_searches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    ports = {"api": free_port(), "db": free_port(), "redis": free_port()}
+    process = _start(tmp_path, ports, "demo")
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + STARTUP_SECONDS
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "Ctrl-C stops everything." in line or time.monotonic() > deadline:
+                break
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=90)
+    output = "".join(lines)
+    assert "Ctrl-C stops everything." in output, output + rest
+    samples = sorted(p.name for p in (Path(__file__).parents[2] / "samples").iterdir())
+    summary = output[output.index("Ingest summary") :]
+    for name in samples:
+        assert any(name[:20] in line and "READY" in line for line in summary.splitlines()), name
+    assert output.count("result(s) for") == 3
+    assert "order-on-motion-to-dis" in output  # the trade secret question finds the order
+    assert process.returncode == 0, rest
