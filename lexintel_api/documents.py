@@ -8,7 +8,6 @@ once; jobs are enqueued and progress published only after the commit.
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,8 +33,6 @@ from lexintel_core.jobs import JobName, ProcessDocument, enqueue
 from lexintel_core.models import Case, Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent, Stage, publish_progress, read_snapshot
 from lexintel_core.status import ProcessingStatus
-
-logger = logging.getLogger(__name__)
 
 S = ProcessingStatus
 MAX_FILENAME_CHARS = 255

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -58,6 +60,11 @@ def decode_cursor(cursor: str | None, parse: Callable[[list[Any]], KeyT]) -> Key
         return parse(json.loads(base64.urlsafe_b64decode(cursor.encode())))
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise InvalidInput("`after` is not a cursor this API returned") from exc
+
+
+def created_key(key: list[Any]) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) key of a newest-first list's cursor."""
+    return datetime.fromisoformat(key[0]), uuid.UUID(key[1])
 
 
 def connection(

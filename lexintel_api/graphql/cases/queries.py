@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
 
 import strawberry
 from sqlalchemy import select, tuple_
 
 from lexintel_api.graphql.cases.types import CaseType
 from lexintel_api.graphql.context import Context
-from lexintel_api.graphql.pagination import Connection, connection, decode_cursor, page_size
+from lexintel_api.graphql.pagination import (
+    Connection,
+    connection,
+    created_key,
+    decode_cursor,
+    page_size,
+)
 from lexintel_core.models import Case
-
-
-def _created_key(key: list[Any]) -> tuple[datetime, uuid.UUID]:
-    return datetime.fromisoformat(key[0]), uuid.UUID(key[1])
 
 
 @strawberry.type
@@ -28,7 +28,7 @@ class CaseQueries:
         principal = info.context.require_principal()
         size = page_size(first)
         statement = select(Case).where(Case.organization_id == principal.organization_id)
-        key = decode_cursor(after, _created_key)
+        key = decode_cursor(after, created_key)
         if key is not None:
             statement = statement.where(tuple_(Case.created_at, Case.id) < key)
         statement = statement.order_by(Case.created_at.desc(), Case.id.desc()).limit(size + 1)

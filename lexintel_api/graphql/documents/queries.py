@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
 
 import strawberry
 from sqlalchemy import func, select, tuple_
 
 from lexintel_api.graphql.context import Context
 from lexintel_api.graphql.documents.types import DocumentType
-from lexintel_api.graphql.pagination import Connection, connection, decode_cursor, page_size
+from lexintel_api.graphql.pagination import (
+    Connection,
+    connection,
+    created_key,
+    decode_cursor,
+    page_size,
+)
 from lexintel_core.models import Case, Document
 from lexintel_core.status import ProcessingStatus
-
-
-def _created_key(key: list[Any]) -> tuple[datetime, uuid.UUID]:
-    return datetime.fromisoformat(key[0]), uuid.UUID(key[1])
 
 
 async def document_page(
@@ -40,7 +40,7 @@ async def document_page(
         statement = statement.where(Document.case_id == case_id)
     if status is not None:
         statement = statement.where(Document.status == status)
-    key = decode_cursor(after, _created_key)
+    key = decode_cursor(after, created_key)
     if key is not None:
         statement = statement.where(tuple_(Document.created_at, Document.id) < key)
     statement = statement.order_by(Document.created_at.desc(), Document.id.desc()).limit(size + 1)
