@@ -2,7 +2,8 @@
 
 Routes: `/graphql` (GraphiQL for browsers; GraphQL over HTTP, multipart uploads, WebSocket
 `graphql-transport-ws`, GraphQL over SSE), `/api/documents/{id}/progress` (plain SSE),
-`/healthz` (the process is alive) and `/readyz` (database, Redis and migrations ready).
+`/healthz` (the process is alive), `/readyz` (database, Redis and migrations ready) and
+`/metrics` (Prometheus; no API key: keep it off the public network).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from strawberry.subscriptions import (
 from lexintel_api.graphql.schema import create_schema
 from lexintel_api.graphql.view import LexIntelGraphQL, services_of
 from lexintel_api.guards import PREFLIGHT_HEADERS, UploadGuard
+from lexintel_api.metrics import ApiMetrics, MetricsMiddleware
 from lexintel_api.services import open_services
 from lexintel_api.sse import progress_stream
 from lexintel_core import migrate
@@ -85,15 +87,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.services = services
             yield
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/api/documents/{document_id}/progress", progress_stream),
-            Route("/graphql", graphql),
-            WebSocketRoute("/graphql", graphql),
-        ],
+    metrics = ApiMetrics()
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        Route("/api/documents/{document_id}/progress", progress_stream),
+        Route("/graphql", graphql),
+        WebSocketRoute("/graphql", graphql),
+    ]
+    app = Starlette(
+        routes=routes,
         middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics, routes=routes),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.api_allowed_origins,
@@ -115,6 +121,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    metrics.watch_hub(app.state)
+    return app
 
 
 app = create_app()

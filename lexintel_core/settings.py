@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     worker_takeover_seconds: float = Field(default=30.0, gt=0)
     worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    # Serve the worker's Prometheus metrics on this port (all interfaces); unset: off.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # API: abuse limits, browser origins, tokens for plain SSE streams.
     api_allowed_origins: list[str] = Field(default_factory=list)

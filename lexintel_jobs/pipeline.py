@@ -16,6 +16,7 @@ from lexintel_core.errors import ErrorCode, PermanentError
 from lexintel_core.jobs import EmbedDocument, JobName, enqueue
 from lexintel_core.models import DocumentChunk
 from lexintel_core.status import ProcessingStatus
+from lexintel_jobs import metrics
 from lexintel_jobs.run import JobRun
 
 S = ProcessingStatus
@@ -79,6 +80,7 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
         await _download(run, document.blob_key, path)
         extracted = await run.state.extractor.extract(path, on_page)
     pages = extracted.pages
+    metrics.PAGES_EXTRACTED.labels(str(run.name)).inc(len(pages))
     if not any(page.text.strip() for page in pages):
         raise PermanentError(
             "the document has no text layer (scanned images need OCR, which is not supported)",
@@ -150,6 +152,7 @@ async def embed_chunks(run: JobRun) -> str:
                     for (chunk_id, _), vector in zip(batch, vectors, strict=True)
                 ],
             )
+        metrics.CHUNKS_EMBEDDED.labels(str(run.name)).inc(len(batch))
         done = start + len(batch)
         await run.report(S.EMBEDDING, 100.0 * done / len(rows), f"{done} of {len(rows)} chunks")
     await run.check_cancelled()

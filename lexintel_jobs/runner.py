@@ -24,6 +24,7 @@ from lexintel_core.errors import (
 from lexintel_core.jobs import DocumentJob, JobName, validate_payload
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
+from lexintel_jobs import metrics
 from lexintel_jobs.logs import job_log_context
 from lexintel_jobs.run import JobRun
 from lexintel_jobs.state import WorkerState, state_of
@@ -172,7 +173,7 @@ async def _requeue_after_shutdown(run: JobRun) -> None:
 
 def arq_function(name: JobName, stage: Stage, settings: Settings) -> Function:
     async def job(ctx: dict[str, Any], payload: Any) -> str:
-        return await run_job(ctx, name, stage, payload)
+        return await metrics.measure_job(ctx, str(name), run_job(ctx, name, stage, payload))
 
     job.__qualname__ = job.__name__ = str(name).replace(".", "_")
     return func(

@@ -20,6 +20,7 @@ from arq.worker import Function
 from lexintel_core import keys
 from lexintel_core.jobs import JobName
 from lexintel_core.settings import Settings
+from lexintel_jobs import metrics
 from lexintel_jobs.logs import configure_logging
 from lexintel_jobs.pipeline import embed_document, extract_document, process_document
 from lexintel_jobs.runner import arq_function
@@ -38,14 +39,18 @@ def json_loads(data: bytes) -> Any:
 
 
 _BEAT_KEY = "lexintel_beat"
+_METRICS_KEY = "lexintel_metrics_server"
+_SAMPLES_KEY = "lexintel_queue_depth_samples"
 
 
 async def _beat(ctx: dict[str, Any], key: str) -> None:
     """Keep this worker's own liveness key fresh (arq's health key is shared by all the
-    workers of a queue, so it cannot say how many are alive)."""
+    workers of a queue, so it cannot say how many are alive). Samples the queue depth too."""
     while True:
         with contextlib.suppress(Exception):  # a Redis blip must not stop the heartbeats
             await ctx["redis"].set(key, b"1", ex=HEALTH_CHECK_INTERVAL_SECONDS * 3)
+        with contextlib.suppress(Exception):
+            await metrics.sample_queue_depth(ctx["redis"])
         await asyncio.sleep(HEALTH_CHECK_INTERVAL_SECONDS)
 
 
@@ -55,9 +60,32 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         ctx[STATE_KEY] = await build_state(ctx["settings"], ctx["redis"])
     key = keys.worker_key(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     ctx[_BEAT_KEY] = (key, asyncio.create_task(_beat(ctx, key), name="lexintel-worker-beat"))
+    ctx[_SAMPLES_KEY] = set()
+    port = state_of(ctx).settings.worker_metrics_port
+    if port is not None:
+        ctx[_METRICS_KEY] = metrics.MetricsServer(port)
+
+
+async def _sample_queue_depth(redis: Any) -> None:
+    with contextlib.suppress(Exception):
+        await metrics.sample_queue_depth(redis)
+
+
+async def after_job_end(ctx: dict[str, Any]) -> None:
+    """Sample the queue depth now that the job has left the queue. In a task of its own: a
+    shutdown cancels the job's task, and would cancel anything awaited here with it."""
+    samples: set[asyncio.Task[None]] | None = ctx.get(_SAMPLES_KEY)
+    if samples is not None:
+        task = asyncio.create_task(_sample_queue_depth(ctx["redis"]))
+        samples.add(task)
+        task.add_done_callback(samples.discard)
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    if _SAMPLES_KEY in ctx:
+        await asyncio.gather(*ctx.pop(_SAMPLES_KEY))
+    if _METRICS_KEY in ctx:
+        await ctx.pop(_METRICS_KEY).aclose()
     if _BEAT_KEY in ctx:
         key, task = ctx.pop(_BEAT_KEY)
         task.cancel()
@@ -85,6 +113,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        "after_job_end": after_job_end,
         "ctx": {"settings": settings},
         "max_jobs": settings.worker_concurrency,
         "job_timeout": settings.job_timeout_seconds + 60,
