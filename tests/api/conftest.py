@@ -114,6 +114,11 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # Let jobs that are still recording their result finish: arq's close() cancels them,
+        # and a job cancelled inside its shielded finish makes close() raise half-way.
+        async with asyncio.timeout(30):
+            while any(not job.done() for job in worker.tasks.values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
         with warnings.catch_warnings():  # arq calls redis-py's deprecated close()
             warnings.simplefilter("ignore", DeprecationWarning)
             await worker.close()
