@@ -115,22 +115,37 @@ OnReady = Callable[[str, str], None]
 
 
 def _serve(server: uvicorn.Server, on_ready: OnReady | None, url: str, key: str) -> None:
-    """Run the API in a thread until SIGINT/SIGTERM; `on_ready` runs here meanwhile."""
+    """Run the API in a thread until SIGINT/SIGTERM; `on_ready` runs here meanwhile and is
+    interrupted by the signal. Returns only after the API has stopped."""
+    stop = threading.Event()
+    touring = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if touring.is_set():
+            raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()  # uvicorn installs no signal handlers off the main thread
-    while not server.started:
-        if not thread.is_alive():
-            raise SystemExit("the API did not start; see the log above")
-        time.sleep(0.05)
-    if on_ready is not None:
-        on_ready(url, key)  # Ctrl-C here is a KeyboardInterrupt: everything still stops
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    while thread.is_alive() and not stop.wait(0.5):
-        pass
-    server.should_exit = True
-    thread.join()
+    try:
+        while not server.started and not stop.is_set():
+            if not thread.is_alive():
+                raise SystemExit("the API did not start; see the log above")
+            time.sleep(0.05)
+        if on_ready is not None and not stop.is_set():
+            touring.set()
+            on_ready(url, key)
+            touring.clear()
+        while thread.is_alive() and not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass  # a stop requested during the tour
+    finally:
+        touring.clear()
+        server.should_exit = True
+        thread.join()
 
 
 def run_dev(
