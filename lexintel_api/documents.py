@@ -319,7 +319,8 @@ def _event_from_row(document: Document) -> ProgressEvent:
 
 def _clean_filename(filename: str | None) -> str:
     # Keep the last path component only: browsers may send "C:\\fakepath\\x.pdf".
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "").strip()
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(char for char in name if char.isprintable()).strip()
     if not name:
         return "untitled"
     return name[-MAX_FILENAME_CHARS:]
