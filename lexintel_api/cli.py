@@ -22,7 +22,7 @@ from lexintel_api.client import ApiClient, ApiError
 from lexintel_api.client import ingest as run_ingest
 from lexintel_api.devstack import run_dev, worker_command
 from lexintel_core import migrate
-from lexintel_core.db import create_engine, create_session_factory
+from lexintel_core.db import create_session_factory, engine_for
 from lexintel_core.models import ApiKey, Organization, utcnow
 from lexintel_core.settings import Settings
 
@@ -56,11 +56,8 @@ def db_current() -> None:
     settings = Settings()
 
     async def _current() -> str | None:
-        engine = create_engine(settings)
-        try:
+        async with engine_for(settings) as engine:
             return await migrate.current_revision(engine)
-        finally:
-            await engine.dispose()
 
     current = asyncio.run(_current())
     head = migrate.head_revision(settings)
@@ -73,17 +70,13 @@ def apikey_list() -> None:
     """List API keys (prefix, organization, last use); secrets are never shown."""
 
     async def _list() -> list[tuple[ApiKey, str]]:
-        engine = create_engine(Settings())
-        try:
-            async with create_session_factory(engine)() as session:
-                rows = await session.execute(
-                    select(ApiKey, Organization.name)
-                    .join(Organization, Organization.id == ApiKey.organization_id)
-                    .order_by(ApiKey.created_at)
-                )
-                return [(row[0], row[1]) for row in rows]
-        finally:
-            await engine.dispose()
+        async with engine_for(Settings()) as engine, create_session_factory(engine)() as session:
+            rows = await session.execute(
+                select(ApiKey, Organization.name)
+                .join(Organization, Organization.id == ApiKey.organization_id)
+                .order_by(ApiKey.created_at)
+            )
+            return [(row[0], row[1]) for row in rows]
 
     table = Table(title="API keys")
     for column in ("prefix", "organization", "name", "created", "last used", "state"):
@@ -105,17 +98,16 @@ def apikey_revoke(prefix: str = typer.Argument(..., help="The key's prefix, as l
     """Revoke the API key with this prefix; requests with it fail from now on."""
 
     async def _revoke() -> int:
-        engine = create_engine(Settings())
-        try:
-            async with create_session_factory(engine).begin() as session:
-                result = await session.execute(
-                    update(ApiKey)
-                    .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
-                    .values(revoked_at=utcnow())
-                )
-                return int(result.rowcount)  # type: ignore[attr-defined]
-        finally:
-            await engine.dispose()
+        async with (
+            engine_for(Settings()) as engine,
+            create_session_factory(engine).begin() as session,
+        ):
+            result = await session.execute(
+                update(ApiKey)
+                .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
     if asyncio.run(_revoke()) == 0:
         console.print(f"[red]no active key with prefix {prefix}[/red]")
@@ -132,13 +124,12 @@ def apikey_create(
     settings = Settings()
 
     async def _create() -> str:
-        engine = create_engine(settings)
-        try:
-            async with create_session_factory(engine).begin() as session:
-                _, secret = await create_api_key(session, org, name=name)
-            return secret
-        finally:
-            await engine.dispose()
+        async with (
+            engine_for(settings) as engine,
+            create_session_factory(engine).begin() as session,
+        ):
+            _, secret = await create_api_key(session, org, name=name)
+        return secret
 
     secret = asyncio.run(_create())
     console.print(f"API key for organization [bold]{org}[/bold] (shown once, keep it safe):")

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from lexintel_api.auth import create_api_key, hash_secret
 from lexintel_core import migrate
-from lexintel_core.db import create_engine, create_session_factory
+from lexintel_core.db import create_session_factory, engine_for
 from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis
 from lexintel_core.models import ApiKey
 from lexintel_core.settings import Settings
@@ -68,19 +68,15 @@ def _embedded_servers(
 
 async def _valid_or_new_key(settings: Settings, saved: str | None) -> str:
     """`saved` if it is still an active key, else a new development key."""
-    engine = create_engine(settings)
-    try:
-        async with create_session_factory(engine).begin() as session:
-            if saved:
-                found = await session.scalar(
-                    select(ApiKey).where(ApiKey.secret_hash == hash_secret(saved))
-                )
-                if found is not None and found.is_active:
-                    return saved
-            _, secret = await create_api_key(session, DEV_ORGANIZATION, name="lexintel dev")
-            return secret
-    finally:
-        await engine.dispose()
+    async with engine_for(settings) as engine, create_session_factory(engine).begin() as session:
+        if saved:
+            found = await session.scalar(
+                select(ApiKey).where(ApiKey.secret_hash == hash_secret(saved))
+            )
+            if found is not None and found.is_active:
+                return saved
+        _, secret = await create_api_key(session, DEV_ORGANIZATION, name="lexintel dev")
+        return secret
 
 
 def _development_key(settings: Settings, key_file: Path) -> str:

@@ -207,7 +207,10 @@ class DocumentService:
                 delete(DocumentChunk).where(DocumentChunk.document_id == document.id)
             )
         await request_cancel(self.services.redis, document.id)
-        await self._announce(document, S.CANCELLED, "cancelled", ErrorCode.CANCELLED)
+        await publish_progress(
+            self.services.redis,
+            _ended(document.id, document.case_id, "cancelled", ErrorCode.CANCELLED),
+        )
         return document
 
     async def reprocess(self, document_id: uuid.UUID) -> Document:
@@ -239,15 +242,7 @@ class DocumentService:
     async def announce_deleted(self, document_id: uuid.UUID, case_id: uuid.UUID) -> None:
         """End the live streams of a deleted document (a terminal event; dropped by Redis
         when the document had already finished, whose streams are over anyway)."""
-        event = ProgressEvent(
-            document_id=document_id,
-            case_id=case_id,
-            stage=Stage.DONE,
-            status=S.CANCELLED,
-            percent=100.0,
-            message="deleted",
-            error_code=ErrorCode.DOCUMENT_DELETED.value,
-        )
+        event = _ended(document_id, case_id, "deleted", ErrorCode.DOCUMENT_DELETED)
         with contextlib.suppress(Exception):  # best effort: the delete itself is committed
             await publish_progress(self.services.redis, event)
 
@@ -259,22 +254,6 @@ class DocumentService:
             )
             if not users:
                 await self.services.blobs.delete(key)
-
-    async def _announce(
-        self, document: Document, status: ProcessingStatus, message: str, code: ErrorCode
-    ) -> None:
-        await publish_progress(
-            self.services.redis,
-            ProgressEvent(
-                document_id=document.id,
-                case_id=document.case_id,
-                stage=Stage.DONE,
-                status=status,
-                percent=100.0,
-                message=message,
-                error_code=code.value,
-            ),
-        )
 
     # -- live progress -----------------------------------------------------------------
 
@@ -302,6 +281,21 @@ class DocumentService:
         async with contextlib.aclosing(self.services.hub.watch_case(case.id)) as events:
             async for event in events:
                 yield event
+
+
+def _ended(
+    document_id: uuid.UUID, case_id: uuid.UUID, message: str, code: ErrorCode
+) -> ProgressEvent:
+    """The terminal CANCELLED event the API publishes when it stops a document."""
+    return ProgressEvent(
+        document_id=document_id,
+        case_id=case_id,
+        stage=Stage.DONE,
+        status=S.CANCELLED,
+        percent=100.0,
+        message=message,
+        error_code=code.value,
+    )
 
 
 def _event_from_row(document: Document) -> ProgressEvent:

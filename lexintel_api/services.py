@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from lexintel_core import keys
 from lexintel_core.blobs import BlobStore, create_blob_store
 from lexintel_core.db import SessionFactory, create_engine, create_session_factory
 from lexintel_core.embeddings import Embedder, create_embedder
+from lexintel_core.jobs import json_dumps
 from lexintel_core.search import SearchService
 from lexintel_core.settings import Settings
 
@@ -48,7 +48,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         queue = await create_pool(
             RedisSettings.from_dsn(settings.redis_url),
             default_queue_name=keys.QUEUE_NAME,
-            job_serializer=_json_dumps,
+            job_serializer=json_dumps,
         )
         stack.push_async_callback(queue.aclose)
         hub = ProgressHub(settings.redis_url)
@@ -73,7 +73,3 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 settings.api_stream_token_ttl_seconds,
             ),
         )
-
-
-def _json_dumps(value: object) -> bytes:
-    return json.dumps(value, default=str).encode()

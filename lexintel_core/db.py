@@ -3,6 +3,9 @@ settings and own their lifetime (the API lifespan, the worker's on_startup, a CL
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,6 +24,16 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         pool_pre_ping=True,
     )
+
+
+@contextlib.asynccontextmanager
+async def engine_for(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine for a short-lived command (CLI), disposed when the block ends."""
+    engine = create_engine(settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:

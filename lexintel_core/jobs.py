@@ -7,6 +7,7 @@ arguments are plain JSON-compatible dicts so workers can use a JSON serializer (
 from __future__ import annotations
 
 import hashlib
+import json
 from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
@@ -58,6 +59,15 @@ class JobQueue(Protocol):
     async def enqueue_job(
         self, function: str, *args: Any, _job_id: str | None = None, **kwargs: Any
     ) -> Any: ...
+
+
+def json_dumps(value: Any) -> bytes:
+    """arq's job serializer on both sides of the queue: JSON, never pickle."""
+    return json.dumps(value, default=str).encode()
+
+
+def json_loads(data: bytes) -> Any:
+    return json.loads(data)
 
 
 def validate_payload(name: JobName, payload: JobPayload | dict[str, Any]) -> JobPayload:

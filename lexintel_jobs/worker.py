@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import uuid
@@ -18,7 +17,7 @@ from arq.connections import RedisSettings
 from arq.worker import Function
 
 from lexintel_core import keys
-from lexintel_core.jobs import JobName
+from lexintel_core.jobs import JobName, json_dumps, json_loads
 from lexintel_core.settings import Settings
 from lexintel_jobs import metrics
 from lexintel_jobs.logs import configure_logging
@@ -28,14 +27,6 @@ from lexintel_jobs.state import STATE_KEY, build_state, state_of
 
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 POLL_DELAY_SECONDS = 0.1
-
-
-def json_dumps(value: Any) -> bytes:
-    return json.dumps(value, default=str).encode()
-
-
-def json_loads(data: bytes) -> Any:
-    return json.loads(data)
 
 
 _BEAT_KEY = "lexintel_beat"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import InstrumentedAttribute
 from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
@@ -61,24 +62,21 @@ class Loaders:
 
     async def _document_counts(self, case_ids: list[uuid.UUID]) -> Sequence[int]:
         # Callers pass ids of cases they already read under this organization.
-        async with self.services.sessions() as session:
-            rows = await session.execute(
-                select(Document.case_id, func.count())
-                .where(Document.case_id.in_(case_ids))
-                .group_by(Document.case_id)
-            )
-            counts: dict[uuid.UUID, int] = {row[0]: row[1] for row in rows}
-        return [counts.get(case_id, 0) for case_id in case_ids]
+        return await self._count_by(Document.case_id, case_ids)
 
     async def _chunk_counts(self, document_ids: list[uuid.UUID]) -> Sequence[int]:
+        return await self._count_by(DocumentChunk.document_id, document_ids)
+
+    async def _count_by(
+        self, column: InstrumentedAttribute[uuid.UUID], ids: list[uuid.UUID]
+    ) -> list[int]:
+        """Rows per id in `column`, one GROUP BY query for the whole batch."""
         async with self.services.sessions() as session:
             rows = await session.execute(
-                select(DocumentChunk.document_id, func.count())
-                .where(DocumentChunk.document_id.in_(document_ids))
-                .group_by(DocumentChunk.document_id)
+                select(column, func.count()).where(column.in_(ids)).group_by(column)
             )
             counts: dict[uuid.UUID, int] = {row[0]: row[1] for row in rows}
-        return [counts.get(document_id, 0) for document_id in document_ids]
+        return [counts.get(key, 0) for key in ids]
 
     async def _progress(self, document_ids: list[uuid.UUID]) -> Sequence[ProgressEvent | None]:
         payloads = await self.services.redis.mget(

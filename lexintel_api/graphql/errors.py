@@ -19,20 +19,14 @@ def is_expected(error: GraphQLError) -> bool:
 
 def _coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
+    message, extensions = error.message, dict(error.extensions or {})
     if isinstance(original, LexIntelError):
-        code = original.code.value
+        message, extensions["code"] = original.message, original.code.value
     elif original is None or isinstance(original, GraphQLError):
-        code = (error.extensions or {}).get("code", VALIDATION_FAILED)
-    else:
-        return GraphQLError(
-            INTERNAL_MESSAGE,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
-        )
-    message = original.message if isinstance(original, LexIntelError) else error.message
+        extensions.setdefault("code", VALIDATION_FAILED)
+    else:  # masked: neither the message nor the exception leaves the server
+        message, original = INTERNAL_MESSAGE, None
+        extensions = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value}
     return GraphQLError(
         message,
         nodes=error.nodes,
@@ -40,7 +34,7 @@ def _coded(error: GraphQLError) -> GraphQLError:
         positions=error.positions,
         path=error.path,
         original_error=original,
-        extensions={**(error.extensions or {}), "code": code},
+        extensions=extensions,
     )
 
 

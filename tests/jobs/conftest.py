@@ -22,12 +22,12 @@ from lexintel_core import keys
 from lexintel_core.blobs import create_blob_store
 from lexintel_core.db import SessionFactory
 from lexintel_core.documents import DocumentRepository
-from lexintel_core.jobs import JobName, ProcessDocument, enqueue
+from lexintel_core.jobs import JobName, ProcessDocument, enqueue, json_dumps, json_loads
 from lexintel_core.models import Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent
 from lexintel_core.settings import Settings
 from lexintel_jobs.state import STATE_KEY, WorkerState, build_state
-from lexintel_jobs.worker import json_dumps, json_loads, on_shutdown, worker_options
+from lexintel_jobs.worker import on_shutdown, worker_options
 from tests import factories
 
 # The shared sample corpus lies beside the project (../shared), in the workspace and in CI.
