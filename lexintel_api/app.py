@@ -27,7 +27,7 @@ from strawberry.subscriptions import (
 
 from lexintel_api.graphql.schema import create_schema
 from lexintel_api.graphql.view import LexIntelGraphQL, services_of
-from lexintel_api.guards import PREFLIGHT_HEADERS, UploadGuard
+from lexintel_api.guards import PREFLIGHT_HEADERS, OutageGuard, UploadGuard
 from lexintel_api.metrics import ApiMetrics, MetricsMiddleware
 from lexintel_api.services import open_services
 from lexintel_api.sse import progress_stream
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics, routes=routes),
+            Middleware(OutageGuard),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.api_allowed_origins,

@@ -1,13 +1,18 @@
-"""ASGI guards in front of GraphQL multipart uploads: CSRF header and body size cap."""
+"""ASGI guards: CSRF header and body size cap in front of GraphQL multipart uploads, and a
+503 instead of a 500 while the database or Redis is unreachable."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
 from lexintel_core.errors import ErrorCode
+
+logger = logging.getLogger("lexintel.api")
 
 # A browser sends none of these cross-site without a CORS preflight, which our allowed
 # origins then decide. (A plain HTML form can post multipart/form-data with no preflight,
@@ -86,3 +91,30 @@ class UploadGuard:
         except _BodyTooLarge:
             if not started:
                 await send_error(send, 413, ErrorCode.FILE_TOO_LARGE, too_large)
+
+
+class OutageGuard:
+    """An HTTP request that fails because the database or Redis is unreachable (in
+    authentication, say, before GraphQL runs) gets 503 SERVICE_UNAVAILABLE, not a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started or not is_connection_failure(exc):
+                raise
+            logger.warning("%s %s: %s", scope["method"], scope["path"], UNAVAILABLE_MESSAGE)
+            await send_error(send, 503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
@@ -15,6 +15,7 @@ from lexintel_api.auth import StreamTokens
 from lexintel_api.hub import ProgressHub
 from lexintel_core import keys
 from lexintel_core.blobs import BlobStore, create_blob_store
+from lexintel_core.connections import redis_client, redis_retry
 from lexintel_core.db import SessionFactory, create_engine, create_session_factory
 from lexintel_core.embeddings import Embedder, create_embedder
 from lexintel_core.jobs import json_dumps
@@ -22,7 +23,7 @@ from lexintel_core.search import SearchService
 from lexintel_core.settings import Settings
 
 
-@dataclass
+@dataclasses.dataclass
 class Services:
     settings: Settings
     engine: AsyncEngine
@@ -42,11 +43,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
         sessions = create_session_factory(engine)
-        redis = Redis.from_url(settings.redis_url)
+        redis = redis_client(settings)
         stack.push_async_callback(redis.aclose)
         # Jobs are enqueued as JSON: workers never unpickle anything.
         queue = await create_pool(
-            RedisSettings.from_dsn(settings.redis_url),
+            dataclasses.replace(
+                RedisSettings.from_dsn(settings.redis_url), **redis_retry(settings)
+            ),
             default_queue_name=keys.QUEUE_NAME,
             job_serializer=json_dumps,
         )

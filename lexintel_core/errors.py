@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     CSRF_HEADER_REQUIRED = "CSRF_HEADER_REQUIRED"
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # database or Redis unreachable: try again
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     # Job-facing (stored on FAILED documents)
     PDF_ENCRYPTED = "pdf_encrypted"

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     search_candidates: int = Field(default=50, ge=1, le=1000)
     search_ef_search: int = Field(default=100, ge=1, le=1000)
 
+    # How long a Redis command keeps reconnecting through an outage (a restart, a failover)
+    # before it fails; workers and the API wait instead of crashing or erroring at once.
+    redis_retry_seconds: float = Field(default=60.0, ge=0)
+
     # Uploads and jobs
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_upload_files: int = Field(default=20, ge=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import uuid
@@ -17,6 +18,7 @@ from arq.connections import RedisSettings
 from arq.worker import Function
 
 from lexintel_core import keys
+from lexintel_core.connections import redis_retry
 from lexintel_core.jobs import JobName, json_dumps, json_loads
 from lexintel_core.settings import Settings
 from lexintel_jobs import metrics
@@ -101,7 +103,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     return {
         "functions": functions(settings),
         "queue_name": keys.QUEUE_NAME,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": dataclasses.replace(
+            RedisSettings.from_dsn(settings.redis_url), **redis_retry(settings)
+        ),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "after_job_end": after_job_end,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
+from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
 from lexintel_core.errors import ErrorCode, LexIntelError
 
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
@@ -24,6 +25,9 @@ def _coded(error: GraphQLError) -> GraphQLError:
         message, extensions["code"] = original.message, original.code.value
     elif original is None or isinstance(original, GraphQLError):
         extensions.setdefault("code", VALIDATION_FAILED)
+    elif is_connection_failure(original):
+        message, original = UNAVAILABLE_MESSAGE, None
+        extensions = {"code": ErrorCode.SERVICE_UNAVAILABLE.value}
     else:  # masked: neither the message nor the exception leaves the server
         message, original = INTERNAL_MESSAGE, None
         extensions = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value}

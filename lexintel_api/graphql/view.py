@@ -14,7 +14,8 @@ from strawberry.types.unset import UNSET, UnsetType
 from lexintel_api.auth import authenticate, bearer_token
 from lexintel_api.graphql.context import Context
 from lexintel_api.services import Services
-from lexintel_core.errors import Unauthenticated
+from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
+from lexintel_core.errors import ErrorCode, Unauthenticated
 
 
 def services_of(request: HTTPConnection) -> Services:
@@ -46,6 +47,12 @@ class LexIntelGraphQL(GraphQL[Context, None]):
                 context.principal = await authenticate(context.services.sessions, token)
             except Unauthenticated as exc:
                 raise ConnectionRejectionError({"code": exc.code.value}) from exc
+            except Exception as exc:
+                if not is_connection_failure(exc):
+                    raise
+                raise ConnectionRejectionError(
+                    {"code": ErrorCode.SERVICE_UNAVAILABLE.value, "message": UNAVAILABLE_MESSAGE}
+                ) from exc
         if context.principal is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
         return cast("UnsetType", UNSET)

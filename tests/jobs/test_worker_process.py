@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -24,65 +21,24 @@ from lexintel_core.models import Document
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from tests.jobs.conftest import EventLog, Uploader, load, make_pdf
+from tests.workers import ARQ, Workers
 
 S = ProcessingStatus
 TAKEOVER_SECONDS = 4.0
-ARQ = shutil.which("arq", path=str(Path(sys.executable).parent))
-
-
-def _env(settings: Settings, **overrides: Any) -> dict[str, str]:
-    values: dict[str, Any] = {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "EMBEDDING_PROVIDER": "hashing",
-        "WORKER_HEARTBEAT_SECONDS": 1,
-        "WORKER_TAKEOVER_SECONDS": TAKEOVER_SECONDS,
-        "RETRY_DELAYS_SECONDS": json.dumps([0.5, 0.5]),
-        "WORKER_SHUTDOWN_GRACE_SECONDS": 30,
-        # The slower engine keeps a 300-page document in flight long enough to interrupt.
-        "PDF_ENGINE": "pypdf",
-    }
-    values.update(overrides)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEXINTEL_")}
-    env.update({f"LEXINTEL_{key}": str(value) for key, value in values.items()})
-    return env
-
-
-class Workers:
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self.settings = settings
-        self.log_dir = log_dir
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self._logs: list[IO[bytes]] = []
-
-    def start(self, **overrides: Any) -> subprocess.Popen[bytes]:
-        assert ARQ is not None
-        log = (self.log_dir / f"worker-{len(self.processes)}.log").open("wb")
-        self._logs.append(log)
-        process = subprocess.Popen(
-            [ARQ, "lexintel_jobs.worker.WorkerSettings"],
-            env=_env(self.settings, **overrides),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.processes.append(process)
-        return process
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        for log in self._logs:
-            log.close()
+DEFAULTS: dict[str, Any] = {
+    "EMBEDDING_PROVIDER": "hashing",
+    "WORKER_HEARTBEAT_SECONDS": 1,
+    "WORKER_TAKEOVER_SECONDS": TAKEOVER_SECONDS,
+    "RETRY_DELAYS_SECONDS": json.dumps([0.5, 0.5]),
+    "WORKER_SHUTDOWN_GRACE_SECONDS": 30,
+    # The slower engine keeps a 300-page document in flight long enough to interrupt.
+    "PDF_ENGINE": "pypdf",
+}
 
 
 @pytest.fixture
 def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(settings, tmp_path)
+    pool = Workers(settings, tmp_path, **DEFAULTS)
     yield pool
     pool.stop_all()
 
@@ -192,7 +148,7 @@ async def test_arq_check_reports_a_live_worker(
 ) -> None:
     assert ARQ is not None
     await redis.flushdb()
-    env = _env(settings)
+    env = workers.env()
 
     async def check() -> int:
         process = await asyncio.create_subprocess_exec(
