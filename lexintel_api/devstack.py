@@ -174,7 +174,8 @@ def run_dev(
                 f"\n[bold green]LexIntel is running[/bold green] with {workers} worker(s)\n"
                 f"  GraphiQL:  {url}/graphql\n"
                 f"  API key:   {key}\n"
-                f"  (send it as `Authorization: Bearer <key>`; Ctrl-C stops everything)\n"
+                f"  (send it as `Authorization: Bearer <key>`; in GraphiQL's Headers pane:\n"
+                f'   {{"Authorization": "Bearer {key}"}}; Ctrl-C stops everything)\n'
             )
             server = uvicorn.Server(
                 uvicorn.Config("lexintel_api.app:app", host=host, port=port, log_level="warning")

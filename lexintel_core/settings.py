@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     api_max_subscriptions_per_connection: int = Field(default=50, ge=1)
     api_connection_init_timeout_seconds: float = Field(default=5.0, gt=0)
     api_legacy_graphql_ws: bool = False
+    # Schema introspection (GraphiQL's docs and autocomplete) for holders of an API key;
+    # false turns it off for everyone.
+    api_introspection: bool = True
     # Signs short-lived SSE stream tokens; every API process must share it. Unset: a random
     # key per process (fine for one process, tokens die with it).
     api_secret_key: SecretStr | None = None

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql import BREAK, DocumentNode, FieldNode, GraphQLError, Visitor, visit
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 from strawberry.types import ExecutionContext
 
 from lexintel_api.graphql.cases.mutations import CaseMutations
@@ -18,6 +25,7 @@ from lexintel_api.graphql.documents.subscriptions import DocumentSubscriptions
 from lexintel_api.graphql.errors import ErrorCodes, is_expected
 from lexintel_api.graphql.search.queries import SearchQueries
 from lexintel_api.graphql.system.queries import SystemQueries
+from lexintel_core.errors import Unauthenticated
 from lexintel_core.settings import Settings
 
 logger = logging.getLogger("lexintel_api.graphql")
@@ -38,6 +46,38 @@ class Subscription(DocumentSubscriptions):
     pass
 
 
+class _FindsIntrospection(Visitor):
+    found = False
+
+    def enter_field(self, node: FieldNode, *_: object) -> object:
+        if node.name.value in ("__schema", "__type"):
+            self.found = True
+            return BREAK
+        return None
+
+
+def _introspects(document: DocumentNode) -> bool:
+    """Whether the operation asks for the schema (`__typename` alone does not count)."""
+    visitor = _FindsIntrospection()
+    visit(document, visitor)
+    return visitor.found
+
+
+class IntrospectionNeedsAKey(SchemaExtension):
+    """The schema is described to holders of an API key only (GraphiQL: add the
+    Authorization header in its headers pane)."""
+
+    def on_validate(self) -> Iterator[None]:
+        execution = self.execution_context
+        document = execution.graphql_document
+        if document is not None and _introspects(document):
+            try:
+                execution.context.require_principal()
+            except Unauthenticated as exc:
+                execution.pre_execution_errors = [GraphQLError(exc.message, original_error=exc)]
+        yield
+
+
 class LexIntelSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -49,6 +89,7 @@ class LexIntelSchema(strawberry.Schema):
 
 
 def create_schema(settings: Settings) -> strawberry.Schema:
+    introspection = IntrospectionNeedsAKey if settings.api_introspection else DisableIntrospection
     return LexIntelSchema(
         query=Query,
         mutation=Mutation,
@@ -57,6 +98,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
             partial(QueryDepthLimiter, max_depth=settings.api_max_query_depth),
             partial(MaxTokensLimiter, max_token_count=settings.api_max_query_tokens),
             partial(MaxAliasesLimiter, max_alias_count=settings.api_max_aliases),
+            introspection,
             ErrorCodes,
         ],
     )
