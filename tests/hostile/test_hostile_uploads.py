@@ -7,12 +7,15 @@ code within the time limit; the worker survives all of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 import zipfile
 import zlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 from arq.worker import Worker
 from pypdf import PdfWriter
@@ -29,6 +32,7 @@ from tests.api.conftest import (
 )
 from tests.jobs.conftest import make_pdf
 
+MB = 1024 * 1024
 STABLE_FAILURES = {
     "pdf_corrupt",
     "pdf_encrypted",
@@ -113,6 +117,34 @@ REFUSED_AT_UPLOAD = {
 }
 
 
+@dataclass
+class MemoryWatch:
+    """Peak RSS of this process (API and worker) and of its extraction children, sampled
+    every 50 ms while the block runs."""
+
+    own_growth_mb: float = 0.0
+    children_peak_mb: float = 0.0
+
+    async def _sample(self) -> None:
+        me = psutil.Process()
+        baseline = me.memory_info().rss
+        while True:
+            self.own_growth_mb = max(self.own_growth_mb, (me.memory_info().rss - baseline) / MB)
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.children_peak_mb = max(self.children_peak_mb, child.memory_info().rss / MB)
+            await asyncio.sleep(0.05)
+
+    async def __aenter__(self) -> MemoryWatch:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
 async def test_hostile_files_end_ready_or_failed_with_stable_codes(
     api: Api, worker: Worker, tenant: Callable[[str], Awaitable[Tenant]]
 ) -> None:
@@ -128,15 +160,16 @@ async def test_hostile_files_end_ready_or_failed_with_stable_codes(
         for name, content in HOSTILE.items()
     }
     started = time.monotonic()
-    finals = await asyncio.wait_for(
-        asyncio.gather(
-            *(
-                subscribe(api, acme.key, PROGRESS, id=document_id)
-                for document_id in documents.values()
-            )
-        ),
-        timeout=240,
-    )
+    async with MemoryWatch() as memory:
+        finals = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    subscribe(api, acme.key, PROGRESS, id=document_id)
+                    for document_id in documents.values()
+                )
+            ),
+            timeout=240,
+        )
     elapsed = time.monotonic() - started
     outcome = {
         name: events[-1]["documentProgress"] for name, events in zip(documents, finals, strict=True)
@@ -149,6 +182,10 @@ async def test_hostile_files_end_ready_or_failed_with_stable_codes(
         assert outcome[readable]["status"] == "READY", (readable, outcome[readable])
     assert outcome["word-bomb.docx"]["errorCode"] in ("too_large", "unsupported_type")
     assert elapsed < 240
+    # Parsers run in children capped at LEXINTEL_EXTRACT_MEMORY_LIMIT_MB (512 here); the
+    # process holding the API and the worker never holds a bomb's decompressed bytes.
+    assert memory.children_peak_mb < 512, memory
+    assert memory.own_growth_mb < 256, memory
     # The hostile name is stored as a plain file name: no path, no control characters.
     listed = await execute(api, acme.key, "{ documents(first: 50) { nodes { filename } } }")
     names = [node["filename"] for node in listed["documents"]["nodes"]]
