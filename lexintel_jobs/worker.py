@@ -24,6 +24,7 @@ from lexintel_core.settings import Settings
 from lexintel_jobs import metrics
 from lexintel_jobs.logs import configure_logging
 from lexintel_jobs.pipeline import embed_document, extract_document, process_document
+from lexintel_jobs.recovery import keep_recovering
 from lexintel_jobs.runner import arq_function
 from lexintel_jobs.state import STATE_KEY, build_state, state_of
 
@@ -34,6 +35,7 @@ POLL_DELAY_SECONDS = 0.1
 _BEAT_KEY = "lexintel_beat"
 _METRICS_KEY = "lexintel_metrics_server"
 _SAMPLES_KEY = "lexintel_queue_depth_samples"
+_RECOVERY_KEY = "lexintel_recovery"
 
 
 async def _beat(ctx: dict[str, Any], key: str) -> None:
@@ -54,6 +56,9 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     key = keys.worker_key(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     ctx[_BEAT_KEY] = (key, asyncio.create_task(_beat(ctx, key), name="lexintel-worker-beat"))
     ctx[_SAMPLES_KEY] = set()
+    ctx[_RECOVERY_KEY] = asyncio.create_task(
+        keep_recovering(state_of(ctx)), name="lexintel-recovery"
+    )
     port = state_of(ctx).settings.worker_metrics_port
     if port is not None:
         ctx[_METRICS_KEY] = metrics.MetricsServer(port)
@@ -74,16 +79,22 @@ async def after_job_end(ctx: dict[str, Any]) -> None:
         task.add_done_callback(samples.discard)
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def on_shutdown(ctx: dict[str, Any]) -> None:
     if _SAMPLES_KEY in ctx:
         await asyncio.gather(*ctx.pop(_SAMPLES_KEY))
     if _METRICS_KEY in ctx:
         await ctx.pop(_METRICS_KEY).aclose()
+    if _RECOVERY_KEY in ctx:
+        await _cancel(ctx.pop(_RECOVERY_KEY))
     if _BEAT_KEY in ctx:
         key, task = ctx.pop(_BEAT_KEY)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel(task)
         with contextlib.suppress(Exception):
             await ctx["redis"].delete(key)
     if STATE_KEY in ctx:

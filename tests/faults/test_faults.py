@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -183,7 +184,8 @@ async def test_all_workers_stopped_with_sigterm_and_replaced(stack: Stack) -> No
         for process in running:
             process.send_signal(signal.SIGTERM)
         # A graceful stop: arq exits 0 after handing unfinished jobs back.
-        assert [await asyncio.to_thread(p.wait, 60) for p in running] == [0] * len(running)
+        codes = [await asyncio.to_thread(p.wait, 60) for p in running]
+        assert codes == [0] * len(running), stack.workers.logs()[-8000:]
         for _ in range(WORKERS):
             stack.workers.start()
 
@@ -236,3 +238,27 @@ async def test_requests_while_postgres_is_down_get_a_retryable_code(stack: Stack
         assert (await client.get("/readyz")).status_code == 200
     listed = await execute(stack.api, stack.key, "{ cases(first: 5) { nodes { id } } }")
     assert listed["cases"]["nodes"] == []
+
+
+async def test_documents_whose_jobs_redis_lost_are_queued_again(stack: Stack) -> None:
+    case_id = await create_case(stack.api, stack.key, "Lost queue")
+    lost = [
+        await upload(stack.api, stack.key, case_id, _document(n), f"lost-{n}.pdf") for n in range(3)
+    ]
+    await stack.redis.flushdb()  # Redis lost its data: the three jobs are gone
+    kept = [
+        await upload(stack.api, stack.key, case_id, _document(n), f"kept-{n}.pdf")
+        for n in range(3, 6)
+    ]
+    await asyncio.sleep(2.5)  # older than the recovery threshold, jobs or not
+    stack.workers.start(RECOVERY_AFTER_SECONDS=2)
+
+    async def all_ready() -> bool:
+        return await _ready_count(stack) == len(lost) + len(kept)
+
+    await _until(all_ready, 60, "every document READY")
+    async with stack.sessions() as session:
+        documents = list((await session.scalars(select(Document))).all())
+    assert {d.attempts for d in documents} == {1}  # the kept ones were not queued twice
+    queued_again = re.findall(r"document (\S+) was QUEUED with no job", stack.workers.logs())
+    assert sorted(queued_again) == sorted(lost)

@@ -1,0 +1,69 @@
+"""Queue again the documents that have no job: PostgreSQL is the source of truth, Redis only
+carries the queue. A document stays QUEUED (or half-processed) with nothing in Redis to move
+it when Redis lost its data (restarted without an append-only file, failed over to a replica
+that had not caught up) or when the API committed an upload but could not reach Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from sqlalchemy import select
+
+from lexintel_core.jobs import PAYLOADS, JobName, ProcessDocument, enqueue, job_id
+from lexintel_core.models import Document, utcnow
+from lexintel_core.status import ProcessingStatus
+from lexintel_jobs.state import WorkerState
+
+logger = logging.getLogger("lexintel.jobs.recovery")
+
+UNFINISHED = [status for status in ProcessingStatus if not status.is_terminal]
+
+
+async def _has_job(state: WorkerState, document: Document) -> bool:
+    """Whether any job of this document's generation is queued, deferred or running."""
+    keys = []
+    for name, payload_type in PAYLOADS.items():
+        payload = payload_type.model_validate(
+            {"document_id": document.id, "generation": document.generation}
+        )
+        identifier = job_id(name, payload)
+        keys += [job_key_prefix + identifier, in_progress_key_prefix + identifier]
+    return bool(await state.redis.exists(*keys))
+
+
+async def requeue_stranded(state: WorkerState) -> int:
+    """Queue `document.process` again for every unfinished document untouched for
+    `recovery_after_seconds` that has no job in Redis; returns how many were queued."""
+    cutoff = utcnow() - timedelta(seconds=state.settings.recovery_after_seconds)
+    async with state.sessions() as session:
+        stranded = await session.scalars(
+            select(Document).where(Document.status.in_(UNFINISHED), Document.updated_at < cutoff)
+        )
+        documents = list(stranded)
+    queued = 0
+    for document in documents:
+        if await _has_job(state, document):
+            continue
+        payload = ProcessDocument(document_id=document.id, generation=document.generation)
+        if await enqueue(state.redis, JobName.DOCUMENT_PROCESS, payload) is not None:
+            logger.warning(
+                "document %s was %s with no job in Redis: queued again",
+                document.id,
+                document.status.value,
+            )
+            queued += 1
+    return queued
+
+
+async def keep_recovering(state: WorkerState) -> None:
+    """`requeue_stranded` every half `recovery_after_seconds`, for the worker's lifetime.
+    Every worker runs it; the job id of a document's run is fixed, so it is queued once."""
+    while True:
+        await asyncio.sleep(state.settings.recovery_after_seconds / 2)
+        try:
+            await requeue_stranded(state)
+        except Exception:
+            logger.warning("could not look for stranded documents; will try again", exc_info=True)

@@ -1,0 +1,59 @@
+"""Which documents the recovery sweep queues again (the fault test runs it in real workers)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import update
+
+from lexintel_core.db import SessionFactory
+from lexintel_core.models import Document, utcnow
+from lexintel_core.settings import Settings
+from lexintel_core.status import ProcessingStatus
+from lexintel_jobs.recovery import requeue_stranded
+from lexintel_jobs.state import WorkerState, build_state
+from tests.jobs.conftest import Uploader, make_pdf
+
+S = ProcessingStatus
+
+
+@pytest.fixture
+async def state(worker_settings: Settings, queue: ArqRedis) -> AsyncIterator[WorkerState]:
+    settings = worker_settings.model_copy(update={"recovery_after_seconds": 60})
+    built = await build_state(settings, queue)
+    yield built
+    await built.aclose()
+
+
+async def _age(sessions: SessionFactory, document: Document, status: S, seconds: float) -> None:
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Document)
+            .where(Document.id == document.id)
+            .values(status=status, updated_at=utcnow() - timedelta(seconds=seconds))
+        )
+
+
+async def test_only_old_unfinished_documents_without_a_job_are_queued_again(
+    uploader: Uploader, state: WorkerState, sessions: SessionFactory, queue: ArqRedis
+) -> None:
+    pdf = make_pdf(["Exhibit"])
+    lost = await uploader.upload(pdf, "lost.pdf")
+    stuck = await uploader.upload(pdf + b" ", "stuck.pdf")
+    recent = await uploader.upload(pdf + b"  ", "recent.pdf")
+    done = await uploader.upload(pdf + b"   ", "done.pdf")
+    await queue.flushdb()  # Redis lost its data: these four have no job any more
+    waiting = await uploader.upload(pdf + b"    ", "waiting.pdf")  # a long queue: job kept
+    await _age(sessions, lost, S.QUEUED, 600)
+    await _age(sessions, stuck, S.EMBEDDING, 600)  # its worker's claim went with the data
+    await _age(sessions, recent, S.QUEUED, 5)
+    await _age(sessions, done, S.READY, 600)
+    await _age(sessions, waiting, S.QUEUED, 600)
+
+    assert await requeue_stranded(state) == 2
+    queued = {job.args[0]["document_id"] for job in await queue.queued_jobs()}
+    assert queued == {str(lost.id), str(stuck.id), str(waiting.id)}
+    assert await requeue_stranded(state) == 0  # now they have jobs: queued once
