@@ -25,10 +25,14 @@ _RUNNABLE = frozenset({S.QUEUED, S.EXTRACTING, S.CHUNKING, S.EMBEDDING})
 
 
 async def _runnable(run: JobRun) -> bool:
-    """False when the document is already terminal: a duplicate delivery of finished work."""
+    """False when the document is already terminal: a duplicate delivery of finished work
+    (whose end is announced again if the run that finished it could not)."""
     async with run.state.sessions() as session:
         document = await run.load(session, lock=False)
-        return document.status in _RUNNABLE
+    if document.status in _RUNNABLE:
+        return True
+    await run.announce_end(document)
+    return False
 
 
 async def process_document(run: JobRun) -> str:

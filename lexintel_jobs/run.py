@@ -13,7 +13,7 @@ from lexintel_core.cancellation import is_cancel_requested
 from lexintel_core.errors import DocumentCancelled, DocumentGone, DocumentSuperseded
 from lexintel_core.jobs import JobName
 from lexintel_core.models import Document, DocumentChunk
-from lexintel_core.progress import Stage
+from lexintel_core.progress import Stage, read_snapshot
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs.reporter import ProgressReporter
 from lexintel_jobs.state import WorkerState
@@ -115,15 +115,26 @@ class JobRun:
                 await session.execute(
                     delete(DocumentChunk).where(DocumentChunk.document_id == self.document_id)
                 )
+        await self._report_end(document)
+        return True
+
+    async def _report_end(self, document: Document) -> None:
         await self._announcer(document).report(
             Stage.DONE,
-            status,
+            document.status,
             100.0,
-            status.value.lower(),
-            error_code=error_code,
-            error_message=error_message,
+            document.status.value.lower(),
+            error_code=document.error_code,
+            error_message=document.error_message,
         )
-        return True
+
+    async def announce_end(self, document: Document) -> None:
+        """Publish a finished document's terminal event again unless its snapshot already
+        shows one: the run that finished it may have stopped between the commit and the
+        publish (killed, or cancelled by a shutdown), leaving its subscribers waiting."""
+        snapshot = await read_snapshot(self.state.redis, document.id)
+        if snapshot is None or not snapshot.is_terminal:
+            await self._report_end(document)
 
     async def requeue(self, message: str) -> None:
         """Put a running document back to QUEUED (retry backoff, shutdown) and say why."""

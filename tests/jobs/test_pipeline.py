@@ -10,6 +10,7 @@ from typing import Any
 import docx
 import pytest
 from arq.connections import ArqRedis
+from arq.constants import result_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy import delete, update
@@ -19,9 +20,16 @@ from lexintel_core.cancellation import request_cancel
 from lexintel_core.db import SessionFactory
 from lexintel_core.embeddings import Embedder
 from lexintel_core.errors import ErrorCode, PermanentError, RetryableError
-from lexintel_core.jobs import EmbedDocument, ExtractDocument, JobName, ProcessDocument, enqueue
+from lexintel_core.jobs import (
+    EmbedDocument,
+    ExtractDocument,
+    JobName,
+    ProcessDocument,
+    enqueue,
+    job_id,
+)
 from lexintel_core.models import Document
-from lexintel_core.progress import read_snapshot
+from lexintel_core.progress import ProgressEvent, Stage, publish_progress, read_snapshot
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs.run import JobRun
@@ -288,6 +296,32 @@ async def test_a_duplicate_delivery_of_finished_work_changes_nothing(
     assert after.status is S.READY
     assert after.finished_at == before.finished_at
     assert [c.id for c in chunks_after] == [c.id for c in chunks_before]
+
+
+async def test_a_redelivered_job_announces_an_end_its_first_run_could_not(
+    uploader: Uploader, run_worker: RunWorker, queue: ArqRedis
+) -> None:
+    """The first run committed READY and was stopped before publishing it (killed, or
+    cancelled by a shutdown): the snapshot still says EMBEDDING, and arq runs the job again."""
+    document = await uploader.upload(make_pdf(["Recital A."]))
+    await run_worker()
+    stale = ProgressEvent(
+        document_id=document.id,
+        case_id=document.case_id,
+        stage=Stage.EMBED,
+        status=S.EMBEDDING,
+        percent=50.0,
+    )
+    assert await publish_progress(queue, stale, restart=True) is not None
+    payload = ProcessDocument(document_id=document.id)
+    await queue.delete(result_key_prefix + job_id(JobName.DOCUMENT_PROCESS, payload))
+    assert await enqueue(queue, JobName.DOCUMENT_PROCESS, payload) is not None
+
+    await run_worker()
+    snapshot = await read_snapshot(queue, document.id)
+    assert snapshot is not None
+    assert snapshot.status is S.READY
+    assert snapshot.seq > 1
 
 
 async def test_a_job_for_a_deleted_document_ends_quietly(
