@@ -22,15 +22,13 @@ def test_embedded_redis_restarts_on_the_same_port_and_keeps_data(tmp_path: Path)
     server = EmbeddedRedis(tmp_path / "redis", port=free_port(), persist=True)
     server.start()
     try:
-        client = Redis.from_url(server.url())
-        client.set("case", "Doe v. Roe")
-        client.close()
+        with Redis.from_url(server.url()) as client:
+            client.set("case", "Doe v. Roe")
         server.stop()
         assert not server.is_running
         server.start()
-        client = Redis.from_url(server.url())
-        assert client.get("case") == b"Doe v. Roe"
-        client.close()
+        with Redis.from_url(server.url()) as client:
+            assert client.get("case") == b"Doe v. Roe"
     finally:
         server.stop()
 

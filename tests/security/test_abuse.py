@@ -134,3 +134,15 @@ async def test_sql_and_tsquery_metacharacters_in_search_are_plain_text(
     hits = (await execute(api, acme.key, SEARCH, q="indemnify", mode="KEYWORD"))["search"]
     assert [hit["filename"] for hit in hits] == ["msa.txt"]
     await _healthy(api, acme.key)
+
+
+async def test_wide_queries_are_refused_before_they_run(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    acme = await tenant("Acme LLP")
+    wide = "{ cases(first: 1) { nodes { " + "id name createdAt " * 1000 + "} } }"
+    with pytest.raises(GraphQLFailed) as refused:
+        await execute(api, acme.key, wide)
+    assert refused.value.code == "GRAPHQL_VALIDATION_FAILED"
+    assert "token" in refused.value.errors[0]["message"].lower()
+    await _healthy(api, acme.key)
