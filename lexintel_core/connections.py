@@ -7,22 +7,24 @@ retry, reported as SERVICE_UNAVAILABLE) from a bug."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import asyncpg
+import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
 
 from lexintel_core.settings import Settings
 
 UNAVAILABLE_MESSAGE = "The database or Redis is unreachable; try again shortly"
-# A lost or refused connection, a server shutting down or restarting.
+# A lost or refused connection, an unknown host, a server shutting down or restarting.
 _UNAVAILABLE = (
-    OSError,
-    ConnectionError,
-    TimeoutError,
+    ConnectionError,  # the built-in one: refused, reset, aborted, broken pipe
+    socket.gaierror,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
 )
@@ -60,7 +62,11 @@ def redis_retry(settings: Settings) -> dict[str, Any]:
         "retry": Retry(ExponentialBackoff(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS), retries),
         # OSError: a refused connection while the server restarts (raised before redis-py
         # wraps it in its own ConnectionError).
-        "retry_on_error": [ConnectionError, TimeoutError, OSError],
+        "retry_on_error": [
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            OSError,
+        ],
     }
 
 

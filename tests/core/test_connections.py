@@ -56,4 +56,5 @@ def test_connection_failures_are_recognised_through_wrapping() -> None:
     assert is_connection_failure(_raised_from(ConnectionError("lost")))
     assert not is_connection_failure(_raised_from(ValueError("a bug")))
     assert not is_connection_failure(KeyError("a bug"))
+    assert not is_connection_failure(FileNotFoundError("a missing blob is no outage"))
     assert not is_connection_failure(None)
