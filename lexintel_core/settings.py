@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     # An unfinished document untouched this long with no job in Redis (Redis lost its data,
     # or the upload could not reach it) is queued again by the workers.
-    recovery_after_seconds: float = Field(default=300.0, gt=0)
+    recovery_after_seconds: float = Field(default=60.0, gt=0)
     # Serve the worker's Prometheus metrics on this port (all interfaces); unset: off.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 

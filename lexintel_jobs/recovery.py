@@ -9,7 +9,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from sqlalchemy import select
 
 from lexintel_core.jobs import PAYLOADS, JobName, ProcessDocument, enqueue, job_id
@@ -48,6 +48,9 @@ async def requeue_stranded(state: WorkerState) -> int:
         if await _has_job(state, document):
             continue
         payload = ProcessDocument(document_id=document.id, generation=document.generation)
+        # A result kept from an earlier run (one arq recorded as failed, say) would make arq
+        # refuse the job id; the document is unfinished, so that result is stale.
+        await state.redis.delete(result_key_prefix + job_id(JobName.DOCUMENT_PROCESS, payload))
         if await enqueue(state.redis, JobName.DOCUMENT_PROCESS, payload) is not None:
             logger.warning(
                 "document %s was %s with no job in Redis: queued again",

@@ -37,6 +37,8 @@ WORKER_SETTINGS = {
     # Enough tries that a document hit by several injected faults still deserves READY.
     "retry_delays_seconds": [0.5, 0.5, 1.0, 1.0, 2.0, 2.0, 2.0],
     "retry_jitter": 0.0,
+    # The safety net for a job lost in a fault (see the Redis restart scenario), kept short.
+    "recovery_after_seconds": 5.0,
 }
 
 

@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import pytest
 from arq.connections import ArqRedis
+from arq.constants import result_key_prefix
 from sqlalchemy import update
 
 from lexintel_core.db import SessionFactory
+from lexintel_core.jobs import JobName, ProcessDocument, job_id
 from lexintel_core.models import Document, utcnow
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
@@ -52,6 +54,10 @@ async def test_only_old_unfinished_documents_without_a_job_are_queued_again(
     await _age(sessions, recent, S.QUEUED, 5)
     await _age(sessions, done, S.READY, 600)
     await _age(sessions, waiting, S.QUEUED, 600)
+
+    # arq recorded the lost document's job as failed: its kept result must not block it.
+    lost_job = job_id(JobName.DOCUMENT_PROCESS, ProcessDocument(document_id=lost.id))
+    await queue.set(result_key_prefix + lost_job, b"{}")
 
     assert await requeue_stranded(state) == 2
     queued = {job.args[0]["document_id"] for job in await queue.queued_jobs()}
