@@ -5,13 +5,17 @@ terminal status when a job fails for good (arq itself runs no hook then)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from arq.worker import Function, Retry, func
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lexintel_core.errors import (
     DocumentCancelled,
@@ -36,6 +40,8 @@ Stage = Callable[[JobRun], Awaitable[str]]
 # We count tries ourselves (settings.max_tries) so that the last one can mark the document
 # FAILED; arq's own limit only has to be out of the way.
 ARQ_MAX_TRIES = 1000
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 
 
 def retry_delay(settings: Settings, job_try: int) -> float:
@@ -78,6 +84,12 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
             return await _give_up(
                 run, job_try - 1, "the worker running it stopped before it finished"
             )
+        try:
+            claim = await _claim(state, document_id)
+        except Exception as exc:  # the database is unreachable: an ordinary retry
+            return await _retry_or_fail(run, exc)
+        if claim is None:
+            return await _another_run_is_alive(run)
         heartbeat = asyncio.create_task(_heartbeat(state, job_id))
         try:
             async with asyncio.timeout(settings.job_timeout_seconds):
@@ -106,6 +118,46 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
             return await _retry_or_fail(run, exc)
         finally:
             heartbeat.cancel()
+            await _release(claim, document_id)
+
+
+def _lock_key(document_id: uuid.UUID) -> int:
+    return int.from_bytes(document_id.bytes[:8], "big", signed=True)
+
+
+async def _claim(state: WorkerState, document_id: uuid.UUID) -> AsyncConnection | None:
+    """A connection holding a PostgreSQL advisory lock on the document, or None when another
+    run of it holds the lock. The lock lives as long as the holder's connection: a killed
+    worker frees it at once, while a run that is only cut off from Redis (and taken over
+    because its in-progress key expired) keeps its document to itself."""
+    connection = await state.engine.connect()
+    try:
+        if await connection.scalar(_TRY_LOCK, {"key": _lock_key(document_id)}):
+            return connection
+    except BaseException:
+        await connection.close()
+        raise
+    await connection.close()
+    return None
+
+
+async def _release(connection: AsyncConnection, document_id: uuid.UUID) -> None:
+    try:
+        await connection.execute(_UNLOCK, {"key": _lock_key(document_id)})
+    except Exception:  # a broken connection: dropping it frees the lock
+        await connection.invalidate()
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+
+async def _another_run_is_alive(run: JobRun) -> str:
+    """Come back after the takeover time, without burning a try: this job was taken over
+    from a worker that is still running it."""
+    delay = run.state.settings.worker_takeover_seconds
+    logger.info("another run of this document is still going on; trying again in %.0fs", delay)
+    await run.state.redis.decr(retry_key_prefix + run.job_id)
+    raise Retry(defer=delay)
 
 
 def _describe(exc: BaseException) -> str:

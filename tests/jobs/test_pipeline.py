@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,7 +14,8 @@ from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
-from sqlalchemy import delete, update
+from sqlalchemy import delete, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lexintel_core import keys
 from lexintel_core.cancellation import request_cancel
@@ -322,6 +324,31 @@ async def test_a_redelivered_job_announces_an_end_its_first_run_could_not(
     assert snapshot is not None
     assert snapshot.status is S.READY
     assert snapshot.seq > 1
+
+
+async def test_a_run_taken_over_from_a_live_worker_waits_for_it(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, engine: AsyncEngine
+) -> None:
+    """A worker cut off from Redis longer than the takeover time is still running the
+    document (it holds the document's lock): the second run comes back later, try intact."""
+    document = await uploader.upload(make_pdf(["Recital A."]))
+    key = int.from_bytes(document.id.bytes[:8], "big", signed=True)
+    async with engine.connect() as first_run:
+        await first_run.scalar(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+
+        async def first_run_ends() -> S:
+            await asyncio.sleep(1.0)
+            status = (await load(sessions, document.id))[0].status
+            await first_run.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            return status
+
+        ending = asyncio.create_task(first_run_ends())
+        await run_worker()
+        assert await ending is S.QUEUED  # left alone while the first run held it
+    stored, chunks = await load(sessions, document.id)
+    assert stored.status is S.READY
+    assert stored.attempts == 1
+    assert chunks
 
 
 async def test_a_job_for_a_deleted_document_ends_quietly(
