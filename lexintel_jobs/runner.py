@@ -84,14 +84,12 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
             return await _give_up(
                 run, job_try - 1, "the worker running it stopped before it finished"
             )
+        heartbeat = asyncio.create_task(_heartbeat(state, job_id))
+        claim = None
         try:
             claim = await _claim(state, document_id)
-        except Exception as exc:  # the database is unreachable: an ordinary retry
-            return await _retry_or_fail(run, exc)
-        if claim is None:
-            return await _another_run_is_alive(run)
-        heartbeat = asyncio.create_task(_heartbeat(state, job_id))
-        try:
+            if claim is None:
+                await _another_run_is_alive(run)
             async with asyncio.timeout(settings.job_timeout_seconds):
                 outcome = await stage(run)
             logger.info("%s finished: %s", name, outcome)
@@ -114,11 +112,14 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
             # Shutdown ran out of grace: hand the job back without burning a try.
             await asyncio.shield(_requeue_after_shutdown(run))
             raise
+        except Retry:
+            raise
         except Exception as exc:
             return await _retry_or_fail(run, exc)
         finally:
             heartbeat.cancel()
-            await _release(claim, document_id)
+            if claim is not None:
+                await _release(claim, document_id)
 
 
 def _lock_key(document_id: uuid.UUID) -> int:
@@ -151,7 +152,7 @@ async def _release(connection: AsyncConnection, document_id: uuid.UUID) -> None:
             await connection.close()
 
 
-async def _another_run_is_alive(run: JobRun) -> str:
+async def _another_run_is_alive(run: JobRun) -> None:
     """Come back after the takeover time, without burning a try: this job was taken over
     from a worker that is still running it."""
     delay = run.state.settings.worker_takeover_seconds
