@@ -41,6 +41,19 @@ async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> 
     await send({"type": "http.response.body", "body": body})
 
 
+class _TrackedSend:
+    """`send`, remembering whether the response has started (after which a guard can no
+    longer answer with an error of its own)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self._send(message)
+
+
 class UploadGuard:
     def __init__(self, app: ASGIApp, *, path: str, max_body_bytes: int) -> None:
         self.app = app
@@ -70,7 +83,6 @@ class UploadGuard:
             return
 
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -81,15 +93,11 @@ class UploadGuard:
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = _TrackedSend(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, tracked)
         except _BodyTooLarge:
-            if not started:
+            if not tracked.started:
                 await send_error(send, 413, ErrorCode.FILE_TOO_LARGE, too_large)
 
 
@@ -104,17 +112,11 @@ class OutageGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = _TrackedSend(send)
         try:
             await self.app(scope, receive, tracked)
         except Exception as exc:
-            if started or not is_connection_failure(exc):
+            if tracked.started or not is_connection_failure(exc):
                 raise
             logger.warning("%s %s: %s", scope["method"], scope["path"], UNAVAILABLE_MESSAGE)
             await send_error(send, 503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE)

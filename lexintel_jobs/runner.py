@@ -157,8 +157,13 @@ async def _another_run_is_alive(run: JobRun) -> None:
     from a worker that is still running it."""
     delay = run.state.settings.worker_takeover_seconds
     logger.info("another run of this document is still going on; trying again in %.0fs", delay)
-    await run.state.redis.decr(retry_key_prefix + run.job_id)
+    await _refund_try(run)
     raise Retry(defer=delay)
+
+
+async def _refund_try(run: JobRun) -> None:
+    """Give back the try arq counted when this run started."""
+    await run.state.redis.decr(retry_key_prefix + run.job_id)
 
 
 def _describe(exc: BaseException) -> str:
@@ -216,8 +221,7 @@ async def _settle(run: JobRun, recording: Awaitable[bool]) -> None:
 
 async def _requeue_after_shutdown(run: JobRun) -> None:
     try:
-        # arq counted this run as a try when it started; a shutdown is not the job's fault.
-        await run.state.redis.decr(retry_key_prefix + run.job_id)
+        await _refund_try(run)  # a shutdown is not the job's fault
         await run.requeue("the worker shut down; the document will be processed again")
         logger.info("worker shutting down: job handed back to the queue")
     except Exception:

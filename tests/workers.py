@@ -15,10 +15,15 @@ from lexintel_core.settings import Settings
 ARQ = shutil.which("arq", path=str(Path(sys.executable).parent))
 
 
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment without any `LEXINTEL_*` variable."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("LEXINTEL_")}
+
+
 def worker_env(settings: Settings, **values: Any) -> dict[str, str]:
     """This environment without `LEXINTEL_*`, plus the servers of `settings` and `values`."""
     values = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url, **values}
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEXINTEL_")}
+    env = environment_without_settings()
     env.update({f"LEXINTEL_{key}": str(value) for key, value in values.items()})
     return env
 

@@ -5,7 +5,6 @@ figures in the JSON that are positive and agree with each other."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.workers import environment_without_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "load.py"
@@ -27,11 +28,10 @@ def _run(tmp_path: Path) -> tuple[int, str, dict[str, Any]]:
     arguments += ["--subscribers", str(SUBSCRIBERS), "--workers", str(WORKERS)]
     arguments += ["--pages", str(MIN_PAGES), str(MAX_PAGES), "--log-dir", str(tmp_path / "logs")]
     # Its own embedded servers and default settings, whatever this environment points at.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("LEXINTEL_")}
     process = subprocess.Popen(
         arguments,
         cwd=tmp_path,
-        env=env,
+        env=environment_without_settings(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
