@@ -22,21 +22,46 @@ logger = logging.getLogger("lexintel.jobs.recovery")
 UNFINISHED = [status for status in ProcessingStatus if not status.is_terminal]
 
 
-async def _has_job(state: WorkerState, document: Document) -> bool:
-    """Whether any job of this document's generation is queued, deferred or running."""
-    keys = []
+def _job_ids(document: Document) -> list[str]:
+    """The ids of every job of this document's generation (they are fixed by the payload)."""
+    identifiers = []
     for name, payload_type in PAYLOADS.items():
         payload = payload_type.model_validate(
             {"document_id": document.id, "generation": document.generation}
         )
-        identifier = job_id(name, payload)
-        keys += [job_key_prefix + identifier, in_progress_key_prefix + identifier]
+        identifiers.append(job_id(name, payload))
+    return identifiers
+
+
+async def _has_job(state: WorkerState, identifiers: list[str]) -> bool:
+    """Whether any of these jobs is queued, deferred or running."""
+    keys = [prefix + i for i in identifiers for prefix in (job_key_prefix, in_progress_key_prefix)]
     return bool(await state.redis.exists(*keys))
+
+
+async def _shorten_unbeaten_claims(state: WorkerState, identifiers: list[str]) -> None:
+    """Cut to the takeover time any in-progress key that no heartbeat keeps short.
+
+    arq claims a job with an in-progress key that lives as long as the longest job timeout; the
+    job's heartbeat cuts it to the takeover time as soon as the job starts. A worker stopped
+    (SIGTERM, SIGKILL) between the claim and the start leaves the long key behind, and it would
+    hold the job back for minutes."""
+    takeover_ms = int(state.settings.worker_takeover_seconds * 1000)
+    for identifier in identifiers:
+        key = in_progress_key_prefix + identifier
+        if await state.redis.pexpire(key, takeover_ms, lt=True):
+            logger.warning(
+                "job %s was claimed by a worker that stopped before starting it: "
+                "free again in %.0fs",
+                identifier,
+                state.settings.worker_takeover_seconds,
+            )
 
 
 async def requeue_stranded(state: WorkerState) -> int:
     """Queue `document.process` again for every unfinished document untouched for
-    `recovery_after_seconds` that has no job in Redis; returns how many were queued."""
+    `recovery_after_seconds` that has no job in Redis; returns how many were queued. Such a
+    document whose job is claimed but was never started has the claim cut short."""
     cutoff = utcnow() - timedelta(seconds=state.settings.recovery_after_seconds)
     async with state.sessions() as session:
         stranded = await session.scalars(
@@ -45,7 +70,9 @@ async def requeue_stranded(state: WorkerState) -> int:
         documents = list(stranded)
     queued = 0
     for document in documents:
-        if await _has_job(state, document):
+        identifiers = _job_ids(document)
+        if await _has_job(state, identifiers):
+            await _shorten_unbeaten_claims(state, identifiers)
             continue
         payload = ProcessDocument(document_id=document.id, generation=document.generation)
         # A result kept from an earlier run (one arq recorded as failed, say) would make arq

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import result_key_prefix
+from arq.constants import in_progress_key_prefix, result_key_prefix
 from sqlalchemy import update
 
 from lexintel_core.db import SessionFactory
@@ -63,3 +63,29 @@ async def test_only_old_unfinished_documents_without_a_job_are_queued_again(
     queued = {job.args[0]["document_id"] for job in await queue.queued_jobs()}
     assert queued == {str(lost.id), str(stuck.id), str(waiting.id)}
     assert await requeue_stranded(state) == 0  # now they have jobs: queued once
+
+
+async def test_a_claim_on_a_job_that_never_started_is_cut_to_the_takeover_time(
+    uploader: Uploader, state: WorkerState, sessions: SessionFactory, queue: ArqRedis
+) -> None:
+    pdf = make_pdf(["Exhibit"])
+    orphaned = await uploader.upload(pdf, "orphaned.pdf")
+    running = await uploader.upload(pdf + b" ", "running.pdf")
+    for document in (orphaned, running):
+        await _age(sessions, document, S.QUEUED, 600)
+    takeover_ms = state.settings.worker_takeover_seconds * 1000
+
+    def claim(document: Document) -> str:
+        return in_progress_key_prefix + job_id(
+            JobName.DOCUMENT_PROCESS, ProcessDocument(document_id=document.id)
+        )
+
+    # arq's claim, as a worker stopped between claiming the job and starting it leaves it.
+    await queue.psetex(claim(orphaned), 970_000, b"1")
+    # A running job's claim, which its heartbeat keeps shorter than the takeover time.
+    await queue.psetex(claim(running), 2_000, b"1")
+
+    assert await requeue_stranded(state) == 0  # both have jobs
+    assert 0 < await queue.pttl(claim(orphaned)) <= takeover_ms
+    assert 0 < await queue.pttl(claim(running)) <= 2_000
+    assert len(await queue.queued_jobs()) == 2
