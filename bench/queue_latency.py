@@ -29,6 +29,7 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job
+from load import percentile
 
 from lexintel_core import keys, migrate
 from lexintel_core.jobs import JobName, ProcessDocument, enqueue, json_dumps, json_loads
@@ -46,11 +47,6 @@ from lexintel_core.settings import Settings
 from lexintel_jobs.worker import worker_options
 Worker(**{**worker_options(Settings()), "poll_delay": float(sys.argv[1])}).run()
 """
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def measure(pool: ArqRedis, jobs: int, gap_ms: tuple[float, float]) -> list[float]:

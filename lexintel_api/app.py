@@ -9,6 +9,7 @@ Routes: `/graphql` (GraphiQL for browsers; GraphQL over HTTP, multipart uploads,
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -85,6 +86,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
+            if settings.api_gc_freeze:
+                gc.collect()
+                gc.freeze()
             yield
 
     metrics = ApiMetrics()

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # key per process (fine for one process, tokens die with it).
     api_secret_key: SecretStr | None = None
     api_stream_token_ttl_seconds: int = Field(default=300, ge=10)
+    # After start-up, move every object into a generation the cyclic GC never scans again
+    # (gc.freeze()): full collections then skip the ~10^5 objects of the loaded code, which
+    # cuts the pauses they add to progress latency (see docs/BENCHMARKS.md).
+    api_gc_freeze: bool = False
 
     @field_validator("retry_delays_seconds")
     @classmethod

@@ -1,0 +1,51 @@
+"""The benchmark scripts as a user runs them, at a toy size: they start their own servers and
+processes, exit 0 and write figures that are complete and agree with each other."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.workers import environment_without_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(tmp_path: Path, script: str, *arguments: str, timeout: float = 300) -> dict[str, Any]:
+    output = tmp_path / f"{script}.json"
+    command = [sys.executable, str(ROOT / "bench" / f"{script}.py"), "--output", str(output)]
+    finished = subprocess.run(
+        [*command, *arguments],
+        cwd=tmp_path,
+        env=environment_without_settings(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    printed = finished.stdout + finished.stderr
+    assert finished.returncode == 0, printed
+    result: dict[str, Any] = json.loads(output.read_text())
+    return result
+
+
+def test_progress_latency_over_websocket_sse_and_the_baseline_hub(tmp_path: Path) -> None:
+    names = ["ws-3", "sse-3", "ws-3-per-subscriber-hub"]
+    result = _run(tmp_path, "progress_latency", "--levels", "3", "--seconds", "1", "--only", *names)
+    scenarios = {s["name"]: s for s in result["scenarios"]}
+    assert set(scenarios) == set(names)
+    for scenario in scenarios.values():
+        assert scenario["subscribers"] == 3
+        assert scenario["lost"] == 0
+        assert scenario["errors"] == []
+        latency = scenario["latency"]
+        assert latency["count"] == scenario["events"] > 0
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+        assert scenario["api_rss_after_mib"] > 0
+    # The shared hub holds one Pub/Sub connection; the baseline one per subscriber.
+    assert scenarios["ws-3"]["redis_pubsub_connections"] == 1
+    assert scenarios["sse-3"]["redis_pubsub_connections"] == 1
+    assert scenarios["ws-3-per-subscriber-hub"]["redis_pubsub_connections"] == 3
