@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,10 +20,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from lexintel_api.auth import Principal, authenticate, bearer_token
 from lexintel_api.documents import DocumentService
 from lexintel_api.graphql.view import services_of
+from lexintel_core.connections import is_connection_failure
 from lexintel_core.errors import InvalidInput, LexIntelError, NotFound, Unauthenticated
 from lexintel_core.progress import ProgressEvent
 
 HEARTBEAT_SECONDS = 15.0
+
+logger = logging.getLogger(__name__)
 
 _STATUS = {Unauthenticated: 401, NotFound: 404, InvalidInput: 400}
 
@@ -91,6 +95,12 @@ async def _encode(
                 return
             except LexIntelError:
                 return  # the document was deleted meanwhile: end the stream
+            except Exception as exc:
+                if not is_connection_failure(exc):
+                    raise
+                # The EventSource reconnects by itself and resumes with Last-Event-ID.
+                logger.warning("progress stream of %s ended: %s", document_id, exc)
+                return
             pending = None
             yield _format(event)
     finally:

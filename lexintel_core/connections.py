@@ -12,14 +12,16 @@ from typing import Any
 
 import asyncpg
 import redis.exceptions
+import sqlalchemy.exc
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from lexintel_core.settings import Settings
 
-UNAVAILABLE_MESSAGE = "The database or Redis is unreachable; try again shortly"
-# A lost or refused connection, an unknown host, a server shutting down or restarting.
+UNAVAILABLE_MESSAGE = "The database or Redis is unreachable or busy; try again shortly"
+# A lost or refused connection, an unknown host, a server shutting down or restarting, or
+# every pooled database connection busy for the pool timeout (a burst beyond the pool).
 _UNAVAILABLE = (
     ConnectionError,  # the built-in one: refused, reset, aborted, broken pipe
     socket.gaierror,
@@ -27,6 +29,7 @@ _UNAVAILABLE = (
     redis.exceptions.TimeoutError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    sqlalchemy.exc.TimeoutError,
 )
 
 

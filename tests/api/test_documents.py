@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy.exc
 from arq.worker import Worker
 from httpx_sse import aconnect_sse
 from sqlalchemy import event, func, select
@@ -18,9 +20,12 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from lexintel_api.cli import app as cli
+from lexintel_api.sse import _encode
 from lexintel_core.db import SessionFactory, create_engine, create_session_factory
 from lexintel_core.models import ApiKey, Blob, Document, DocumentChunk
+from lexintel_core.progress import ProgressEvent, Stage
 from lexintel_core.settings import Settings
+from lexintel_core.status import ProcessingStatus
 from tests.api.conftest import (
     PROGRESS,
     Api,
@@ -291,3 +296,25 @@ def test_apikey_list_and_revoke(
     assert revoked.exit_code == 0, revoked.output
     assert "revoked" in runner.invoke(cli, ["apikey", "list"]).output
     assert runner.invoke(cli, ["apikey", "revoke", key[:12]]).exit_code == 1
+
+
+async def test_a_plain_sse_stream_that_loses_the_database_ends_for_the_client_to_resume() -> None:
+    document_id = uuid.uuid4()
+    first = ProgressEvent(
+        document_id=document_id, case_id=uuid.uuid4(), seq=3, stage=Stage.EXTRACT,
+        status=ProcessingStatus.EXTRACTING, percent=10,
+    )  # fmt: skip
+
+    class Overloaded:
+        async def events(
+            self, document_id: uuid.UUID, *, after_seq: int
+        ) -> AsyncIterator[ProgressEvent]:
+            yield first
+            raise sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached")
+
+    stream = _encode(Overloaded(), document_id, 0)  # type: ignore[arg-type]
+    # One event, then an ordinary end (no exception): the EventSource reconnects with
+    # Last-Event-ID 3 and misses nothing.
+    assert [chunk async for chunk in stream] == [
+        f"id: 3\nevent: progress\ndata: {first.to_json()}\n\n"
+    ]

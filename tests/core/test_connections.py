@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import sqlalchemy.exc
 from redis.exceptions import ConnectionError
 from sqlalchemy.exc import DBAPIError
 
@@ -54,6 +55,7 @@ def test_connection_failures_are_recognised_through_wrapping() -> None:
     assert is_connection_failure(ConnectionRefusedError(111, "refused"))
     assert is_connection_failure(_raised_from(asyncpg.exceptions.CannotConnectNowError("x")))
     assert is_connection_failure(_raised_from(ConnectionError("lost")))
+    assert is_connection_failure(sqlalchemy.exc.TimeoutError("QueuePool limit reached"))
     assert not is_connection_failure(_raised_from(ValueError("a bug")))
     assert not is_connection_failure(KeyError("a bug"))
     assert not is_connection_failure(FileNotFoundError("a missing blob is no outage"))
