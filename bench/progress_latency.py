@@ -22,12 +22,17 @@ events the way a worker does (`publish_progress`: seq, snapshot, PUBLISH) for --
 (every 4 s for `poll`, so that a poller sees each change; the publisher then also writes the
 status to PostgreSQL first, as the worker does). Latency is receipt time minus the wall-clock
 time just before the publish (for `poll`: the end of the first poll sent after the commit).
-Every published event must arrive (`lost` counts those that did not).
+Every published event must arrive (`lost` counts those that did not; for `poll`, the changes
+no poll saw before the run ended). The client processes run with the cyclic GC off, so that
+their own pauses do not count as the server's.
 
-Scenarios beyond the three transports: gc.freeze() off versus on (LEXINTEL_API_GC_FREEZE),
-uvicorn's permessage-deflate on (its default) versus off, the websockets-sansio WebSocket
-implementation, and the baseline hub (bench/per_subscriber_hub.py: one Redis Pub/Sub connection
-per subscriber). Writes bench/results/progress_latency.json; `bench/plot.py` draws the curves.
+Scenarios beyond the three transports: without gc.freeze() (LEXINTEL_API_GC_FREEZE), and with
+Python's own GC thresholds as well (LEXINTEL_API_GC_THRESHOLD); uvicorn's permessage-deflate on
+(its default; LexIntel turns it off) and its older `websockets` WebSocket implementation (its
+default is websockets-sansio); 25 subscriptions per WebSocket; and the baseline hub
+(bench/per_subscriber_hub.py: one Redis Pub/Sub connection per subscriber). The API runs behind
+bench/gc_probe.py, which records its cyclic-GC collections during the publishing.
+Writes bench/results/progress_latency.json; `bench/plot.py` draws the curves.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -44,7 +50,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +60,7 @@ import psutil  # type: ignore[import-untyped]
 from load import BIN, Processes, child_env, log, new_key, percentile, wait_ready
 from redis.asyncio import Redis
 from sqlalchemy import insert, select, update
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from lexintel_core import migrate
@@ -69,7 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROGRESS = "subscription($id: UUID!) { documentProgress(documentId: $id) { seq status } }"
 POLL = "query($id: UUID!) { document(id: $id) { status } }"
 POLL_SECONDS = 2.0
-CONNECT_AT_ONCE = 100  # connections a client opens concurrently
+CONNECT_AT_ONCE = 25  # connections a client opens concurrently
 STATUSES = [ProcessingStatus.EXTRACTING, ProcessingStatus.CHUNKING, ProcessingStatus.EMBEDDING]
 
 
@@ -80,7 +86,8 @@ class Scenario:
     subscribers: int
     app: str = "lexintel_api.app:app"
     uvicorn: list[str] = field(default_factory=list)
-    gc_freeze: bool = True
+    env: dict[str, str] = field(default_factory=dict)  # LEXINTEL_* settings of the API
+    per_connection: int = 1  # ws: subscriptions multiplexed on one WebSocket
 
 
 def scenarios(levels: Sequence[int]) -> list[Scenario]:
@@ -90,10 +97,16 @@ def scenarios(levels: Sequence[int]) -> list[Scenario]:
     plan += [Scenario(f"sse-{n}", "sse", n) for n in levels]
     # 10,000 pollers every 2 s would ask one API process for 5,000 queries/s.
     plan += [Scenario(f"poll-{n}", "poll", n) for n in levels if n <= 1000]
-    plan += [Scenario(f"ws-{n}-no-gc-freeze", "ws", n, gc_freeze=False) for n in {mid, top}]
+    ends = sorted({mid, top})
+    no_freeze = {"LEXINTEL_API_GC_FREEZE": "false"}
+    python_gc = {**no_freeze, "LEXINTEL_API_GC_THRESHOLD": "[700, 10, 10]"}
+    plan += [Scenario(f"ws-{n}-no-gc-freeze", "ws", n, env=no_freeze) for n in ends]
+    plan += [Scenario(f"ws-{n}-python-gc", "ws", n, env=python_gc) for n in ends]
+    plan += [Scenario(f"ws-{n}-25-per-connection", "ws", n, per_connection=25) for n in ends]
     plan += [
         Scenario(f"ws-{mid}-deflate", "ws", mid, uvicorn=["--ws-per-message-deflate", "true"]),
-        Scenario(f"ws-{mid}-sansio", "ws", mid, uvicorn=["--ws", "websockets-sansio"]),
+        # uvicorn's "auto" is websockets-sansio; the older implementation on the same library:
+        Scenario(f"ws-{mid}-legacy-websockets", "ws", mid, uvicorn=["--ws", "websockets"]),
         # Redis's default maxclients (10,000) caps this design below the top level.
         Scenario(f"ws-{mid}-per-subscriber-hub", "ws", mid, app="per_subscriber_hub:app"),
     ]
@@ -110,7 +123,8 @@ class Client:
         self.key = spec["key"]
         self.received: list[tuple[int, int, float]] = []  # (document index, seq, time)
         self.polls: list[tuple[int, float, float, str]] = []  # (index, sent, answered, status)
-        self.first: set[int] = set()
+        self.first: set[int] = set()  # subscribers that got their first event
+        self.ended: set[int] = set()  # subscribers whose stream ended or failed
         self.warm = asyncio.Event()
         self.stop = asyncio.Event()
         self.errors: list[str] = []
@@ -118,10 +132,21 @@ class Client:
     def got(self, index: int, seq: int, at: float) -> None:
         self.received.append((index, seq, at))
         self.first.add(index)
-        if len(self.first) == len(self.spec["documents"]):
+        self.check_warm()
+
+    def check_warm(self) -> None:
+        if len(self.first | self.ended) == len(self.spec["documents"]):
             self.warm.set()
 
-    async def ws(self, index: int, document_id: str, gate: asyncio.Semaphore) -> None:
+    def track(self, indexes: list[int], task: asyncio.Task[None]) -> None:
+        def ended(_: asyncio.Task[None]) -> None:
+            self.ended.update(indexes)
+            self.check_warm()
+
+        task.add_done_callback(ended)
+
+    async def ws(self, batch: list[tuple[int, str]], gate: asyncio.Semaphore) -> None:
+        """One WebSocket carrying a subscription per document of `batch`."""
         url = self.api.replace("http://", "ws://") + "/graphql"
         async with gate:
             socket = await connect(
@@ -136,21 +161,35 @@ class Client:
             ack = json.loads(await socket.recv())
             if ack.get("type") != "connection_ack":
                 raise RuntimeError(f"expected connection_ack, got {ack}")
-            variables = {"id": document_id}
-            subscribe = {"id": "1", "type": "subscribe", "payload": {"query": PROGRESS}}
-            subscribe["payload"]["variables"] = variables  # type: ignore[index]
-            await socket.send(json.dumps(subscribe))
+            for index, document_id in batch:
+                payload = {"query": PROGRESS, "variables": {"id": document_id}}
+                subscribe = {"id": str(index), "type": "subscribe", "payload": payload}
+                await socket.send(json.dumps(subscribe))
+            # Hold the slot until the server has set every subscription up (its first message):
+            # a client opening thousands at once would measure the server's backlog instead.
+            waiting = {index for index, _ in batch}
+            while waiting:
+                waiting.discard(await self.receive(socket, await socket.recv()))
         async with socket:
             async for raw in socket:
-                at = time.time()
-                message = json.loads(raw)
-                if message["type"] == "ping":
-                    await socket.send('{"type":"pong"}')
-                elif message["type"] == "next":
-                    self.got(index, message["payload"]["data"]["documentProgress"]["seq"], at)
-                else:
-                    self.errors.append(f"{document_id}: {message}")
-                    return
+                await self.receive(socket, raw)
+
+    async def receive(self, socket: ClientConnection, raw: str | bytes) -> int | None:
+        """Record one graphql-transport-ws message; returns its subscription's index."""
+        at = time.time()
+        message = json.loads(raw)
+        if message["type"] == "ping":
+            await socket.send('{"type":"pong"}')
+            return None
+        index = int(message["id"])
+        data = (message.get("payload") or {}).get("data") if message["type"] == "next" else None
+        if data:
+            self.got(index, data["documentProgress"]["seq"], at)
+        else:  # an error result, an error message, or a completion before the end
+            self.errors.append(f"{index}: {message}")
+            self.ended.add(index)
+            self.check_warm()
+        return index
 
     async def sse(
         self, index: int, document_id: str, gate: asyncio.Semaphore, client: httpx.AsyncClient
@@ -182,8 +221,7 @@ class Client:
                 return
             self.polls.append((index, sent, answered, data["document"]["status"]))
             self.first.add(index)
-            if len(self.first) == len(self.spec["documents"]):
-                self.warm.set()
+            self.check_warm()
             await asyncio.sleep(max(0.0, sent + POLL_SECONDS - time.time()))
 
     async def run(self) -> dict[str, Any]:
@@ -196,12 +234,17 @@ class Client:
             base_url=self.api, headers=headers, timeout=120, limits=limits
         ) as client:
             if mode == "ws":
-                tasks = [self.ws(i, d, gate) for i, d in documents]
+                per = self.spec.get("per_connection", 1)
+                batches = [documents[k : k + per] for k in range(0, len(documents), per)]
+                jobs = [([i for i, _ in b], self.ws(b, gate)) for b in batches]
             elif mode == "sse":
-                tasks = [self.sse(i, d, gate, client) for i, d in documents]
+                jobs = [([i], self.sse(i, d, gate, client)) for i, d in documents]
             else:
-                tasks = [self.poll(i, d, client) for i, d in documents]
-            running = [asyncio.create_task(task) for task in tasks]
+                jobs = [([i], self.poll(i, d, client)) for i, d in documents]
+            running = []
+            for indexes, job in jobs:
+                running.append(asyncio.create_task(job))
+                self.track(indexes, running[-1])
             print("subscribed", flush=True)
             stdin = asyncio.create_task(asyncio.to_thread(sys.stdin.readline))
             warm = asyncio.create_task(self.warm.wait())
@@ -219,6 +262,8 @@ class Client:
 
 
 def client_main(spec_path: str) -> int:
+    # What is measured is the server: a collection pausing this client would add to it.
+    gc.disable()
     spec = json.loads(Path(spec_path).read_text())
     Path(spec["out"]).write_text(json.dumps(asyncio.run(Client(spec).run())))
     return 0
@@ -318,11 +363,13 @@ class Bench:
 
     def start_api(self, scenario: Scenario) -> tuple[Processes, str]:
         env = child_env(self.settings, self.tmp / "data", "hashing")
-        env["LEXINTEL_API_GC_FREEZE"] = "true" if scenario.gc_freeze else "false"
+        env.update(scenario.env)
         env["LEXINTEL_API_MAX_SUBSCRIPTIONS_PER_CONNECTION"] = "50"
         processes = Processes(self.tmp, env, ROOT)
         port = free_port()
-        command = [sys.executable, "-m", "uvicorn", scenario.app, "--app-dir", str(ROOT / "bench")]
+        env["BENCH_APP"] = scenario.app  # served by bench/gc_probe.py, which times collections
+        command = [sys.executable, "-m", "uvicorn", "gc_probe:app"]
+        command += ["--app-dir", str(ROOT / "bench")]
         command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
         command += ["--ws-per-message-deflate", "false", *scenario.uvicorn]
         processes.api = processes._spawn(f"api-{scenario.name}", command)
@@ -347,17 +394,24 @@ class Bench:
         documents = self.documents[:n]
         headers = {"Authorization": f"Bearer {self.key}", "GraphQL-Require-Preflight": "1"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
-            for _ in range(20):  # warm the request path up before the baseline RSS
-                body = {"query": POLL, "variables": {"id": str(documents[0])}}
-                (await http.post("/graphql", json=body)).raise_for_status()
+            # Warm the request path up, and open the database pool's connections, before the
+            # baseline RSS: they are a fixed cost, not one of the subscribers'.
+            body = {"query": POLL, "variables": {"id": str(documents[0])}}
+            for _ in range(5):
+                answers = await asyncio.gather(
+                    *(http.post("/graphql", json=body) for _ in range(20))
+                )
+                for answer in answers:
+                    answer.raise_for_status()
         await asyncio.sleep(1)
         rss_before = api.memory_info().rss
-        per_client = max(1, -(-n // self.args.clients))
+        per_client = self.args.clients
         specs = [
             {
                 "api": url,
                 "key": self.key,
                 "mode": scenario.mode,
+                "per_connection": scenario.per_connection,
                 "documents": [
                     (i, str(d)) for i, d in enumerate(documents) if i // per_client == number
                 ],
@@ -377,16 +431,26 @@ class Bench:
         await asyncio.sleep(2)
         rss_after = api.memory_info().rss
         listed = await redis.client_list()
-        published = await self.publish_for(scenario, redis, documents)
+        async with httpx.AsyncClient(base_url=url) as http:
+            (await http.get("/bench/gc-pauses?reset=1")).raise_for_status()
+            published = await self.publish_for(scenario, redis, documents)
+            pauses = (await http.get("/bench/gc-pauses")).json()
         await asyncio.sleep(POLL_SECONDS + 1 if scenario.mode == "poll" else 1)
         results = [await asyncio.to_thread(client.finish) for client in clients]
         errors = [e for r in results for e in r["errors"]]
         if scenario.mode == "poll":
             latencies, lost = poll_latencies(published, results)
+            slowest = []
         else:
             received = {(i, seq): at for r in results for i, seq, at in r["received"]}
             latencies = [received[k] - at for k, at in published.items() if k in received]
             lost = len(published) - len(latencies)
+            first = min(published.values(), default=0.0)
+            late = sorted(
+                ((received[k] - at, at - first) for k, at in published.items() if k in received),
+                reverse=True,
+            )
+            slowest = [(round(lat * 1000, 1), round(t, 2)) for lat, t in late[:10]]
         result = {
             **asdict(scenario),
             "setup_s": round(setup_s, 1),
@@ -394,11 +458,21 @@ class Bench:
             "lost": lost,
             "errors": errors[:10],
             "latency": summary_ms(latencies),
+            # (ms, seconds into the publishing): when the tail happened.
+            "slowest": slowest,
             "api_rss_before_mib": round(rss_before / 2**20, 1),
             "api_rss_after_mib": round(rss_after / 2**20, 1),
             "rss_per_subscriber_kib": round((rss_after - rss_before) / n / 1024, 1),
             "redis_connections": len(listed),
             "redis_pubsub_connections": pubsub_connections(listed),
+            # The API's cyclic-GC collections while events were published: count, longest.
+            "gc": {
+                f"gen{g}": {
+                    "count": sum(1 for gen, _ in pauses if gen == g),
+                    "max_ms": max((ms for gen, ms in pauses if gen == g), default=0.0),
+                }
+                for g in range(3)
+            },
         }
         log(
             f"{scenario.name}: {result['latency']}, lost {lost}, "
@@ -482,6 +556,26 @@ async def run_all(args: argparse.Namespace, settings: Settings, tmp: Path) -> li
     return results
 
 
+@contextlib.contextmanager
+def embedded_servers(tmp: Path) -> Iterator[Settings]:
+    """Throwaway PostgreSQL (pgvector) and Redis under `tmp`, migrated: their settings."""
+    postgres = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=False)
+    redis = EmbeddedRedis(tmp / "redis", port=free_port(), persist=False)
+    log("starting PostgreSQL (pgvector) and Redis")
+    try:
+        postgres.start()
+        postgres.create_database("lexintel")
+        redis.start()
+        settings = Settings(
+            _env_file=None, database_url=postgres.url("lexintel"), redis_url=redis.url()
+        )
+        migrate.upgrade(settings)
+        yield settings
+    finally:
+        redis.stop()
+        postgres.stop(mode="immediate")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 100, 1000, 10000])
@@ -500,35 +594,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.client:
         return client_main(args.client)
-    # 10,000 WebSockets: this script's clients and the API need that many descriptors and more.
+    # The API and the client processes inherit the raised limit.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard < 2 * max(args.levels) + 1000:
+    if hard < max(args.levels) + 1000:  # the API holds one per subscriber
         raise SystemExit(f"the open-file limit ({hard}) is too low for {max(args.levels)}")
     with (
         tempfile.TemporaryDirectory(prefix="lexintel-progress-", ignore_cleanup_errors=True) as t,
-        contextlib.ExitStack() as stack,
+        embedded_servers(Path(t)) as settings,
     ):
-        tmp = Path(t)
-        postgres = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=False)
-        log("starting PostgreSQL (pgvector) and Redis")
-        postgres.start()
-        stack.callback(postgres.stop, mode="immediate")
-        postgres.create_database("lexintel")
-        redis = EmbeddedRedis(tmp / "redis", port=free_port(), persist=False)
-        redis.start()
-        stack.callback(redis.stop)
-        settings = Settings(
-            _env_file=None, database_url=postgres.url("lexintel"), redis_url=redis.url()
-        )
-        migrate.upgrade(settings)
-        results = asyncio.run(run_all(args, settings, tmp))
+        results = asyncio.run(run_all(args, settings, Path(t)))
     report(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     environment = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "bin": str(BIN)}
     args.output.write_text(json.dumps({"environment": environment, "scenarios": results}, indent=2))
     print(f"\nwrote {args.output}")
-    return 1 if any(r["lost"] or r["errors"] for r in results) else 0
+    # A poller that never saw a change is the baseline's failure, not an error of the run.
+    failed = [r for r in results if r["errors"] or (r["lost"] and r["mode"] != "poll")]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -138,9 +138,10 @@ def main(args: argparse.Namespace) -> int:
         )
     ratio = results["arq_default"]["p50_ms"] / max(results["lexintel"]["p50_ms"], 0.1)
     print(f"\n  p50 with arq's defaults / with LexIntel's: {ratio:.1f}x")
-    output = ROOT / "bench" / "results" / "queue_latency.json"
+    output: Path = args.output
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"config": vars(args), "results": results}, indent=2) + "\n")
+    config = {**vars(args), "output": str(output)}
+    output.write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
     print(f"  wrote {output}")
     return 0
 
@@ -148,5 +149,8 @@ def main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "bench" / "results" / "queue_latency.json"
+    )
     parser.add_argument("--gap-ms", type=float, nargs=2, default=[200.0, 400.0])
     sys.exit(main(parser.parse_args()))

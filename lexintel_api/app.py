@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if settings.api_gc_freeze:
                 gc.collect()
                 gc.freeze()
+            gc.set_threshold(*settings.api_gc_threshold)
             yield
 
     metrics = ApiMetrics()

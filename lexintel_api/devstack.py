@@ -178,7 +178,13 @@ def run_dev(
                 f'   {{"Authorization": "Bearer {key}"}}; Ctrl-C stops everything)\n'
             )
             server = uvicorn.Server(
-                uvicorn.Config("lexintel_api.app:app", host=host, port=port, log_level="warning")
+                uvicorn.Config(
+                    "lexintel_api.app:app",
+                    host=host,
+                    port=port,
+                    log_level="warning",
+                    ws_per_message_deflate=False,  # docs/BENCHMARKS.md: memory per subscriber
+                )
             )
             _serve(server, on_ready, url, key)
         finally:

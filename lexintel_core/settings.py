@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbeddingProviderName = Literal["auto", "hashing", "sentence-transformers", "openai"]
@@ -101,10 +101,11 @@ class Settings(BaseSettings):
     # key per process (fine for one process, tokens die with it).
     api_secret_key: SecretStr | None = None
     api_stream_token_ttl_seconds: int = Field(default=300, ge=10)
-    # After start-up, move every object into a generation the cyclic GC never scans again
-    # (gc.freeze()): full collections then skip the ~10^5 objects of the loaded code, which
-    # cuts the pauses they add to progress latency (see docs/BENCHMARKS.md).
-    api_gc_freeze: bool = False
+    # The API's cyclic GC, whose pauses are the tail of progress latency (docs/BENCHMARKS.md):
+    # gc.freeze() after start-up keeps the loaded code's objects out of every collection, and
+    # higher thresholds than Python's (700, 10, 10) make collections rarer, full ones rare.
+    api_gc_freeze: bool = True
+    api_gc_threshold: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (10_000, 50, 100)
 
     @field_validator("retry_delays_seconds")
     @classmethod

@@ -8,15 +8,20 @@ from lexintel_core.settings import Settings
 from tests.api.conftest import serve
 
 
-async def test_gc_freeze_moves_the_start_up_objects_out_of_the_collectors_way(
+async def test_gc_tuning_freezes_the_start_up_objects_and_sets_the_thresholds(
     api_settings: Settings,
 ) -> None:
+    thresholds = gc.get_threshold()
     gc.unfreeze()
     try:
-        async with serve(api_settings.model_copy(update={"api_gc_freeze": False})):
+        python_gc = {"api_gc_freeze": False, "api_gc_threshold": thresholds}
+        async with serve(api_settings.model_copy(update=python_gc)):
             assert gc.get_freeze_count() == 0
-        async with serve(api_settings.model_copy(update={"api_gc_freeze": True})):
+            assert gc.get_threshold() == thresholds
+        async with serve(api_settings.model_copy(update={"api_gc_threshold": (5000, 20, 30)})):
             # Everything loaded so far, the app and its services included.
             assert gc.get_freeze_count() > 10_000
+            assert gc.get_threshold() == (5000, 20, 30)
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -49,3 +49,39 @@ def test_progress_latency_over_websocket_sse_and_the_baseline_hub(tmp_path: Path
     assert scenarios["ws-3"]["redis_pubsub_connections"] == 1
     assert scenarios["sse-3"]["redis_pubsub_connections"] == 1
     assert scenarios["ws-3-per-subscriber-hub"]["redis_pubsub_connections"] == 3
+
+
+def test_pipeline_throughput_over_the_corpus_and_a_generated_pdf(tmp_path: Path) -> None:
+    arguments = ["--workers", "1", "--engines", "pypdf", "--big-pages", "20", "--repeat", "1"]
+    result = _run(tmp_path, "pipeline_throughput", *arguments)
+    (cell,) = result["cells"]
+    assert (cell["engine"], cell["workers"]) == ("pypdf", 1)
+    corpus, big = cell["corpus"], cell["big"]
+    assert corpus["documents"] == result["config"]["corpus_files"] > 0
+    assert 0 < corpus["ready"] <= corpus["documents"]
+    assert corpus["ready"] + len(corpus["failed"]) == corpus["documents"]
+    assert (big["documents"], big["ready"], big["pages_ready"]) == (1, 1, 20)
+    for workload in (corpus, big):
+        assert workload["pages_per_s"] > 0
+        assert 0 < workload["overhead_share"] < 1
+        times = workload["times_s"]
+        assert 0 < times["run"] <= times["total"]
+
+
+def test_embedding_throughput_of_the_hashing_provider(tmp_path: Path) -> None:
+    arguments = ["--providers", "hashing", "--chunks", "16", "--batch-sizes", "4", "8"]
+    result = _run(tmp_path, "embedding_throughput", *arguments, "--repeat", "1")
+    assert [(r["provider"], r["batch_size"]) for r in result["results"]] == [
+        ("hashing", 4),
+        ("hashing", 8),
+    ]
+    assert all(r["chunks"] == 16 and r["chunks_per_s"] > 0 for r in result["results"])
+
+
+def test_queue_latency_with_lexintels_worker_and_arqs_defaults(tmp_path: Path) -> None:
+    result = _run(tmp_path, "queue_latency", "--jobs", "5", "--gap-ms", "50", "100")
+    lexintel, arq_default = result["results"]["lexintel"], result["results"]["arq_default"]
+    assert (lexintel["poll_delay_s"], arq_default["poll_delay_s"]) == (0.1, 0.5)
+    for row in (lexintel, arq_default):
+        assert row["jobs"] == 5
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]

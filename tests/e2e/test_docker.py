@@ -184,6 +184,8 @@ def test_every_container_command_exists() -> None:
             module, _, attribute = args[0].partition(":")
             assert hasattr(importlib.import_module(module), attribute), args[0]
             assert args[args.index("--port") + 1] == "8000"
+            # Measured in docs/BENCHMARKS.md: compression costs every WebSocket its own zlib state.
+            assert args[args.index("--ws-per-message-deflate") + 1] == "false"
         elif program == "python":
             assert args[0] == "-c"
             compile(args[1], "<healthcheck>", "exec")
