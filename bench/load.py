@@ -896,6 +896,26 @@ async def new_key(settings: Settings) -> str:
     return secret
 
 
+@contextlib.contextmanager
+def embedded_servers(tmp: Path) -> Iterator[Settings]:
+    """Throwaway PostgreSQL (pgvector) and Redis under `tmp`, migrated: their settings."""
+    postgres = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=False)
+    redis = EmbeddedRedis(tmp / "redis", port=free_port(), persist=False)
+    log("starting PostgreSQL (pgvector) and Redis")
+    try:
+        postgres.start()
+        postgres.create_database("lexintel")
+        redis.start()
+        settings = Settings(
+            _env_file=None, database_url=postgres.url("lexintel"), redis_url=redis.url()
+        )
+        migrate.upgrade(settings)
+        yield settings
+    finally:
+        redis.stop()
+        postgres.stop(mode="immediate")
+
+
 def run_benchmark(args: argparse.Namespace, tmp: Path, on_exit: Callable[..., Any]) -> int:
     log_dir = args.log_dir or tmp / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if mode != "poll" and many:
             y = [s["rss_per_subscriber_kib"] for s in many]
             memory.plot([s["subscribers"] for s in many], y, "o-", label=label)
+    shared = sorted(
+        (s for s in scenarios if s["name"].endswith("-25-per-connection")),
+        key=lambda s: s["subscribers"],
+    )
+    if shared:
+        x = [s["subscribers"] for s in shared]
+        y = [s["rss_per_subscriber_kib"] for s in shared]
+        memory.plot(x, y, "o-", label="WebSocket, 25 subscriptions per connection")
     baseline = [s for s in scenarios if s["name"].endswith("per-subscriber-hub")]
     for s in baseline:
         memory.plot(

@@ -50,22 +50,30 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil  # type: ignore[import-untyped]
-from load import BIN, Processes, child_env, log, new_key, percentile, wait_ready
+from load import (
+    BIN,
+    Processes,
+    child_env,
+    embedded_servers,
+    log,
+    new_key,
+    percentile,
+    wait_ready,
+)
 from redis.asyncio import Redis
 from sqlalchemy import insert, select, update
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from lexintel_core import migrate
 from lexintel_core.db import engine_for
-from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis, free_port
+from lexintel_core.local import free_port
 from lexintel_core.models import ApiKey, Case, Document
 from lexintel_core.progress import ProgressEvent, Stage, publish_progress
 from lexintel_core.settings import Settings
@@ -225,7 +233,7 @@ class Client:
             await asyncio.sleep(max(0.0, sent + POLL_SECONDS - time.time()))
 
     async def run(self) -> dict[str, Any]:
-        gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+        gate = asyncio.Semaphore(self.spec.get("connect_at_once", CONNECT_AT_ONCE))
         mode = self.spec["mode"]
         documents = self.spec["documents"]
         headers = {"Authorization": f"Bearer {self.key}", "GraphQL-Require-Preflight": "1"}
@@ -554,26 +562,6 @@ async def run_all(args: argparse.Namespace, settings: Settings, tmp: Path) -> li
         for scenario in plan:
             results.append(await bench.run(scenario, redis))
     return results
-
-
-@contextlib.contextmanager
-def embedded_servers(tmp: Path) -> Iterator[Settings]:
-    """Throwaway PostgreSQL (pgvector) and Redis under `tmp`, migrated: their settings."""
-    postgres = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=False)
-    redis = EmbeddedRedis(tmp / "redis", port=free_port(), persist=False)
-    log("starting PostgreSQL (pgvector) and Redis")
-    try:
-        postgres.start()
-        postgres.create_database("lexintel")
-        redis.start()
-        settings = Settings(
-            _env_file=None, database_url=postgres.url("lexintel"), redis_url=redis.url()
-        )
-        migrate.upgrade(settings)
-        yield settings
-    finally:
-        redis.stop()
-        postgres.stop(mode="immediate")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -29,11 +29,10 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job
-from load import percentile
+from load import embedded_servers, percentile
 
-from lexintel_core import keys, migrate
+from lexintel_core import keys
 from lexintel_core.jobs import JobName, ProcessDocument, enqueue, json_dumps, json_loads
-from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis, free_port
 from lexintel_core.settings import Settings
 from lexintel_jobs.worker import POLL_DELAY_SECONDS
 
@@ -115,21 +114,11 @@ async def run_configs(settings: Settings, args: argparse.Namespace) -> dict[str,
 
 
 def main(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="lexintel-queue-") as tmp:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg", port=free_port(), durable=False)
-        redis = EmbeddedRedis(Path(tmp) / "redis", port=free_port(), persist=False)
-        try:
-            postgres.start()
-            postgres.create_database("lexintel")
-            redis.start()
-            settings = Settings(
-                _env_file=None, database_url=postgres.url("lexintel"), redis_url=redis.url()
-            )
-            migrate.upgrade(settings)
-            results = asyncio.run(run_configs(settings, args))
-        finally:
-            redis.stop()
-            postgres.stop(mode="immediate")
+    with (
+        tempfile.TemporaryDirectory(prefix="lexintel-queue-") as tmp,
+        embedded_servers(Path(tmp)) as settings,
+    ):
+        results = asyncio.run(run_configs(settings, args))
     print(f"\n  {'worker':<14}{'poll delay':>12}{'p50':>10}{'p99':>10}{'mean':>10}{'max':>10}")
     for name, row in results.items():
         print(

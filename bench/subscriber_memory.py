@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from progress_latency import ROOT, Bench, ClientProcess, embedded_servers
+from load import embedded_servers
+from progress_latency import ROOT, Bench, ClientProcess
 from redis.asyncio import Redis
 
 from lexintel_api.app import create_app
@@ -70,6 +71,8 @@ async def profile(args: argparse.Namespace, settings: Settings, tmp: Path) -> di
         "key": bench.key,
         "mode": "ws",
         "per_connection": args.per_connection,
+        # Under tracing the API is slow: more at once would time out waiting for the database.
+        "connect_at_once": 2,
         "documents": [(i, str(d)) for i, d in enumerate(documents)],
     }
     async with Redis.from_url(settings.redis_url) as redis:
@@ -83,7 +86,9 @@ async def profile(args: argparse.Namespace, settings: Settings, tmp: Path) -> di
         await asyncio.sleep(1)
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
-        await asyncio.to_thread(client.finish)
+        errors = (await asyncio.to_thread(client.finish))["errors"]
+        if errors:
+            raise SystemExit(f"{len(errors)} subscription(s) failed, e.g. {errors[0]}")
     server.should_exit = True
     await serving
     return report(args, after.compare_to(before, "traceback"))
