@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,7 +24,7 @@ from lexintel_core.connections import is_connection_failure
 from lexintel_core.errors import InvalidInput, LexIntelError, NotFound, Unauthenticated
 from lexintel_core.progress import ProgressEvent
 
-HEARTBEAT_SECONDS = 15.0  # at most; each wait is a random 50-100% of it
+HEARTBEAT_SECONDS = 15.0
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +72,6 @@ async def progress_stream(request: Request) -> Response:
     )
 
 
-def _heartbeat_delay() -> float:
-    """Streams that got an event at the same moment (every stream of a busy case, a burst of
-    reconnects) would otherwise send their pings in one burst: 10,000 at once stall the
-    process for a second (docs/BENCHMARKS.md)."""
-    return HEARTBEAT_SECONDS * random.uniform(0.5, 1.0)  # noqa: S311 - not crypto
-
-
 def _format(event: ProgressEvent) -> str:
     return f"id: {event.seq}\nevent: progress\ndata: {event.to_json()}\n\n"
 
@@ -93,7 +85,7 @@ async def _encode(
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending}, timeout=_heartbeat_delay())
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
             if not done:
                 yield ": ping\n\n"  # keeps proxies from closing an idle stream
                 continue
