@@ -71,6 +71,7 @@ from load import (
     RssSampler,
     Run,
     child_env,
+    embedded_servers,
     graphql,
     log,
     make_pdf,
@@ -81,10 +82,10 @@ from load import (
 )
 from sqlalchemy import select, text
 
-from lexintel_core import keys, migrate
+from lexintel_core import keys
 from lexintel_core.db import SessionFactory, create_session_factory, engine_for
 from lexintel_core.jobs import JobName, json_dumps, json_loads
-from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis, free_port
+from lexintel_core.local import free_port
 from lexintel_core.models import Document
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
@@ -354,19 +355,9 @@ def summarise(rounds: list[dict[str, Any]], workload: str) -> dict[str, Any]:
     }
 
 
-def run_cells(args: argparse.Namespace, tmp: Path, on_exit: Callable[..., Any]) -> dict[str, Any]:
-    postgres = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=False)
-    log("starting PostgreSQL (pgvector) and Redis")
-    postgres.start()
-    on_exit(postgres.stop, mode="immediate")
-    postgres.create_database("lexintel")
-    redis = EmbeddedRedis(tmp / "redis", port=free_port(), persist=False)
-    redis.start()
-    on_exit(redis.stop)
-    settings = Settings(
-        _env_file=None, database_url=postgres.url("lexintel"), redis_url=redis.url()
-    )
-    migrate.upgrade(settings)
+def run_cells(
+    args: argparse.Namespace, tmp: Path, settings: Settings, on_exit: Callable[..., Any]
+) -> dict[str, Any]:
     key = asyncio.run(new_key(settings))
     paths = sorted(args.corpus.rglob("*.pdf"))
     if not paths:
@@ -481,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="lexintel-pipeline-", ignore_cleanup_errors=True) as tmp,
         contextlib.ExitStack() as stack,
     ):
-        result = run_cells(args, Path(tmp), stack.callback)
+        settings = stack.enter_context(embedded_servers(Path(tmp)))
+        result = run_cells(args, Path(tmp), settings, stack.callback)
     result["ratios"] = engine_ratios(result["cells"])
     result["config"] = {
         k: str(v) if isinstance(v, Path) else v for k, v in result["config"].items()

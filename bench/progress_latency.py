@@ -354,16 +354,20 @@ class Bench:
             ]
             await connection.execute(insert(Document), rows)
 
-    async def publish(self, redis: Redis, document_id: uuid.UUID) -> tuple[int, float]:
+    def next_event(self, document_id: uuid.UUID) -> ProgressEvent:
+        """The document's next progress event: each one a different status than the last."""
         step = self.steps.get(document_id, 0) + 1
         self.steps[document_id] = step
-        event = ProgressEvent(
+        return ProgressEvent(
             document_id=document_id,
             case_id=self.case_id,
             stage=Stage.EXTRACT,
             status=STATUSES[step % len(STATUSES)],
             percent=step % 100,
         )
+
+    async def publish(self, redis: Redis, event: ProgressEvent) -> tuple[int, float]:
+        """Publish as a worker does; returns the event's seq and the moment before."""
         at = time.time()
         published = await publish_progress(redis, event)
         assert published is not None
@@ -431,7 +435,7 @@ class Bench:
         for client in clients:
             await asyncio.to_thread(client.expect, "subscribed")
         for document_id in documents:  # every subscriber's first event
-            await self.publish(redis, document_id)
+            await self.publish(redis, self.next_event(document_id))
         for client in clients:
             await asyncio.to_thread(client.expect, "warm")
         setup_s = time.monotonic() - started
@@ -451,14 +455,16 @@ class Bench:
             slowest = []
         else:
             received = {(i, seq): at for r in results for i, seq, at in r["received"]}
-            latencies = [received[k] - at for k, at in published.items() if k in received]
-            lost = len(published) - len(latencies)
             first = min(published.values(), default=0.0)
-            late = sorted(
-                ((received[k] - at, at - first) for k, at in published.items() if k in received),
-                reverse=True,
-            )
-            slowest = [(round(lat * 1000, 1), round(t, 2)) for lat, t in late[:10]]
+            # (latency, seconds into the publishing) of every event that arrived
+            arrived = [
+                (received[k] - at, at - first) for k, at in published.items() if k in received
+            ]
+            latencies = [latency for latency, _ in arrived]
+            lost = len(published) - len(arrived)
+            slowest = [
+                (round(lat * 1000, 1), round(t, 2)) for lat, t in sorted(arrived)[-10:][::-1]
+            ]
         result = {
             **asdict(scenario),
             "setup_s": round(setup_s, 1),
@@ -506,16 +512,15 @@ class Bench:
                     due += random.uniform(0, POLL_SECONDS)  # noqa: S311
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 index = k % len(documents)
-                document_id = documents[index]
+                event = self.next_event(documents[index])
                 if scenario.mode == "poll":  # the worker commits the status, then publishes
-                    step = self.steps.get(document_id, 0) + 1
                     async with engine.begin() as connection:
                         await connection.execute(
                             update(Document)
-                            .where(Document.id == document_id)
-                            .values(status=STATUSES[step % len(STATUSES)])
+                            .where(Document.id == event.document_id)
+                            .values(status=event.status)
                         )
-                seq, at = await self.publish(redis, document_id)
+                seq, at = await self.publish(redis, event)
                 published[(index, seq)] = at
         return published
 
@@ -529,10 +534,11 @@ def poll_latencies(
     for result in results:
         for index, sent, answered, status in result["polls"]:
             polls.setdefault(index, []).append((sent, answered, status))
+    for answers in polls.values():
+        answers.sort()
     latencies, lost = [], 0
-    for (index, seq), at in published.items():
-        del seq
-        later = [p for p in sorted(polls.get(index, [])) if p[0] >= at]
+    for (index, _), at in published.items():
+        later = [p for p in polls.get(index, []) if p[0] >= at]
         if not later:
             lost += 1
             continue

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import sys
+import sysconfig
 import tempfile
 import tracemalloc
 from collections import Counter
@@ -33,7 +34,7 @@ from lexintel_api.app import create_app
 from lexintel_core.local import free_port
 from lexintel_core.settings import Settings
 
-SITE = str(Path(sys.prefix)) + "/lib/python3.11/site-packages/"
+SITE = sysconfig.get_paths()["purelib"] + "/"
 # Allocation sites are charged to the innermost frame in a library or in LexIntel, else to
 # the standard library module that made them (asyncio, mostly).
 OWNERS = (SITE, str(ROOT / "lexintel_"))
@@ -81,7 +82,7 @@ async def profile(args: argparse.Namespace, settings: Settings, tmp: Path) -> di
         client = ClientProcess(spec, tmp, 0)
         await asyncio.to_thread(client.expect, "subscribed")
         for document_id in documents:
-            await bench.publish(redis, document_id)
+            await bench.publish(redis, bench.next_event(document_id))
         await asyncio.to_thread(client.expect, "warm")
         await asyncio.sleep(1)
         after = tracemalloc.take_snapshot()
