@@ -24,6 +24,8 @@ class ErrorCode(StrEnum):
     PDF_CORRUPT = "pdf_corrupt"
     UNSUPPORTED = "unsupported_type"
     NO_TEXT = "no_text"
+    OCR_UNAVAILABLE = "ocr_unavailable"  # pages need OCR and Tesseract is not installed
+    CONVERTER_UNAVAILABLE = "converter_unavailable"  # antiword / wpd2text not installed
     TOO_LARGE = "too_large"
     TIMEOUT = "timeout"
     DOCUMENT_DELETED = "document_deleted"

@@ -10,6 +10,10 @@ PDF = "application/pdf"
 TEXT = "text/plain"  # Markdown is folded in here: its markup is readable as it is
 HTML = "text/html"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+DOC = "application/msword"  # Word 97-2003
+WPD = "application/vnd.wordperfect"
+RTF = "application/rtf"
+ODT = "application/vnd.oasis.opendocument.text"
 
 # How many leading bytes detect_content_type wants to see (it copes with fewer).
 HEAD_SIZE = 64 * 1024

@@ -7,6 +7,7 @@ pgvector on 127.0.0.1:5433, a Redis-compatible server on 127.0.0.1:6380, data un
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 EmbeddingProviderName = Literal["auto", "hashing", "sentence-transformers", "openai"]
 BlobBackend = Literal["postgres", "filesystem"]
 PdfEngineName = Literal["auto", "pypdf", "pypdfium2"]
+OcrMode = Literal["auto", "off", "force"]
 
 
 class Settings(BaseSettings):
@@ -74,6 +76,18 @@ class Settings(BaseSettings):
     # "auto": pypdfium2 when the `pdfium` extra is installed (about 14x faster on the sample
     # corpus), else pypdf, which is always installed.
     pdf_engine: PdfEngineName = "auto"
+    # A page whose text layer (or converter output) takes longer than this is recorded as a
+    # failed page and the extraction goes on with the next one in a fresh child process.
+    extract_page_timeout_seconds: float = Field(default=30.0, gt=0)
+    # OCR with Tesseract: "auto" reads pages whose text layer has no body text but which carry
+    # images; "force" OCRs every page and uses the OCR text instead of the text layer; "off".
+    ocr: OcrMode = "auto"
+    ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*$")
+    ocr_dpi: int = Field(default=300, ge=72, le=600)
+    # Tesseract processes at once per document (pages in parallel); each is single-threaded.
+    ocr_jobs: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # One page's OCR; each OCR'd page also adds this much to the document's time limit.
+    ocr_page_timeout_seconds: float = Field(default=60.0, gt=0)
     retry_delays_seconds: list[float] = Field(default_factory=lambda: [60.0, 120.0, 240.0])
     retry_jitter: float = Field(default=0.1, ge=0, le=1)
     worker_concurrency: int = Field(default=4, ge=1)
