@@ -280,7 +280,7 @@ def _print_hits(query: str, hits: list[dict[str, Any]]) -> None:
 
 _STATUS = """
 {
-  queueStats { queued inProgress workersAlive }
+  queueStats { queued inProgress workersAlive workersWithOcr }
   documentStatusCounts { status count }
 }
 """
@@ -295,6 +295,14 @@ def status(api: str = _API_OPTION, key: str | None = _KEY_OPTION) -> None:
         f"queue: {stats['queued']} waiting, {stats['inProgress']} running; "
         f"workers alive: {stats['workersAlive']}"
     )
+    alive, ocr = stats["workersAlive"], stats["workersWithOcr"]
+    if alive and ocr < alive:
+        console.print(
+            f"[yellow]OCR: {ocr} of {alive} workers can read scanned pages[/]; install "
+            "tesseract-ocr and tesseract-ocr-eng on the others (their logs say why)"
+        )
+    elif alive:
+        console.print(f"OCR: available on all {alive} workers")
     table = Table(title="documents")
     table.add_column("status")
     table.add_column("count", justify="right")

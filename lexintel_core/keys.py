@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from pydantic import BaseModel, ValidationError
+
 PREFIX = "lexintel:"
 
 # arq queue used by the API to enqueue and by workers to consume.
@@ -36,5 +38,19 @@ def cancel_flag_key(document_id: UUID) -> str:
 
 
 def worker_key(worker_id: str) -> str:
-    """Heartbeat of one running worker (expires when the worker stops renewing it)."""
+    """Heartbeat of one running worker (expires when the worker stops renewing it); its
+    value is a WorkerInfo as JSON."""
     return f"{PREFIX}worker:{worker_id}"
+
+
+class WorkerInfo(BaseModel):
+    """What a live worker can do, in its heartbeat."""
+
+    ocr: bool = False  # Tesseract and its languages are installed and OCR is not off
+
+    @classmethod
+    def parse(cls, value: bytes | str | None) -> WorkerInfo:
+        try:
+            return cls.model_validate_json(value or b"{}")
+        except ValidationError:  # an older worker's b"1"
+            return cls()

@@ -21,9 +21,10 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from lexintel_core.coverage import TextCoverage
 from lexintel_core.status import ProcessingStatus, ensure_transition
 
 # Named constraints, so migrations are reproducible and errors can be matched by name.
@@ -135,6 +136,8 @@ class Document(Base):
     # they were queued for, so a stale job of an earlier queueing ends without touching it.
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     page_count: Mapped[int | None] = mapped_column(Integer)
+    # TextCoverage (coverage.py) as JSON: where each page's text came from, failed pages.
+    text_coverage: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.now()
@@ -158,6 +161,18 @@ class Document(Base):
         kwargs.setdefault("generation", 0)
         kwargs.setdefault("queued_at", utcnow())
         super().__init__(**kwargs)
+
+    @property
+    def coverage(self) -> TextCoverage | None:
+        if self.text_coverage is None:
+            return None
+        return TextCoverage.model_validate(self.text_coverage)
+
+    @property
+    def warning(self) -> str | None:
+        """Why a READY document is not wholly searchable (pages without text), else None."""
+        coverage = self.coverage
+        return coverage.warning() if coverage is not None else None
 
     def transition_to(self, new: ProcessingStatus) -> None:
         """Move to `new`, enforcing `ALLOWED_TRANSITIONS`, and stamp the stage time."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import delete, insert, select, update
 
 from lexintel_core.chunking import chunk_pages
+from lexintel_core.coverage import TextCoverage
 from lexintel_core.errors import ErrorCode, PermanentError
 from lexintel_core.jobs import EmbedDocument, JobName, enqueue
 from lexintel_core.models import DocumentChunk
@@ -74,9 +75,9 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
     settings = run.state.settings
     document = await run.transition(S.EXTRACTING, attempts=run.job_try)
 
-    async def on_page(done: int, total: int) -> None:
+    async def on_page(done: int, total: int, note: str) -> None:
         await run.check_cancelled()
-        await run.report(S.EXTRACTING, 100.0 * done / max(total, 1), f"page {done} of {total}")
+        await run.report(S.EXTRACTING, 100.0 * done / max(total, 1), note)
 
     await run.check_cancelled()
     with tempfile.TemporaryDirectory(prefix="lexintel-") as tmp:
@@ -86,12 +87,14 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
     pages = extracted.pages
     metrics.PAGES_EXTRACTED.labels(str(run.name)).inc(len(pages))
     if not any(page.text.strip() for page in pages):
-        raise PermanentError(
-            "the document has no text layer (scanned images need OCR, which is not supported)",
-            code=ErrorCode.NO_TEXT,
-        )
+        raise _no_text(extracted.coverage, settings.ocr)
 
-    await run.transition(S.CHUNKING, page_count=len(pages), content_type=extracted.content_type)
+    await run.transition(
+        S.CHUNKING,
+        page_count=len(pages),
+        content_type=extracted.content_type,
+        text_coverage=extracted.coverage.model_dump(mode="json"),
+    )
     chunks = await asyncio.to_thread(
         chunk_pages,
         pages,
@@ -125,6 +128,16 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
     await run.report(S.CHUNKING, 100.0, f"{len(chunks)} chunks")
     if then is not None:
         await run.transition(then)
+
+
+def _no_text(coverage: TextCoverage, ocr: str) -> PermanentError:
+    if coverage.pages_without_text and ocr == "off":
+        why = "its pages are images and OCR is off (LEXINTEL_OCR=off)"
+    elif coverage.pages_ocr or coverage.pages_blank:
+        why = "no words were found in its text layer or by OCR"
+    else:
+        why = "it has no text layer"
+    return PermanentError(f"the document has no text: {why}", code=ErrorCode.NO_TEXT)
 
 
 async def embed_chunks(run: JobRun) -> str:

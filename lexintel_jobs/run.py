@@ -119,11 +119,12 @@ class JobRun:
         return True
 
     async def _report_end(self, document: Document) -> None:
+        ready = document.status is ProcessingStatus.READY
         await self._announcer(document).report(
             Stage.DONE,
             document.status,
             100.0,
-            document.status.value.lower(),
+            (document.warning if ready else None) or document.status.value.lower(),
             error_code=document.error_code,
             error_message=document.error_message,
         )

@@ -13,7 +13,7 @@ from lexintel_core.blobs import BlobStore, create_blob_store
 from lexintel_core.db import SessionFactory, create_engine, create_session_factory
 from lexintel_core.embeddings import Embedder, check_embedding_dimension, create_embedder
 from lexintel_core.settings import Settings
-from lexintel_jobs.extraction import Extractor
+from lexintel_jobs.extraction import Extractor, OcrOptions
 
 STATE_KEY = "lexintel"
 
@@ -51,6 +51,8 @@ async def build_state(settings: Settings, redis: ArqRedis) -> WorkerState:
         memory_limit_mb=settings.extract_memory_limit_mb,
         max_concurrency=settings.worker_concurrency,
         pdf_engine=pdf_engine(settings),
+        ocr=ocr_options(settings),
+        page_timeout_seconds=settings.extract_page_timeout_seconds,
     )
     return WorkerState(
         settings=settings,
@@ -67,6 +69,16 @@ def pdf_engine(settings: Settings) -> str:
     if settings.pdf_engine != "auto":
         return settings.pdf_engine
     return "pypdfium2" if importlib.util.find_spec("pypdfium2") else "pypdf"
+
+
+def ocr_options(settings: Settings) -> OcrOptions:
+    return OcrOptions(
+        mode=settings.ocr,
+        languages=settings.ocr_languages,
+        dpi=settings.ocr_dpi,
+        jobs=settings.ocr_jobs,
+        page_timeout_seconds=settings.ocr_page_timeout_seconds,
+    )
 
 
 def state_of(ctx: dict[str, Any]) -> WorkerState:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
+import logging
 import os
 import socket
 import uuid
@@ -22,11 +24,14 @@ from lexintel_core.connections import redis_retry
 from lexintel_core.jobs import JobName, json_dumps, json_loads
 from lexintel_core.settings import Settings
 from lexintel_jobs import metrics
+from lexintel_jobs.extraction import ocr_problem, tesseract_version
 from lexintel_jobs.logs import configure_logging
 from lexintel_jobs.pipeline import embed_document, extract_document, process_document
 from lexintel_jobs.recovery import keep_recovering
 from lexintel_jobs.runner import arq_function
 from lexintel_jobs.state import STATE_KEY, build_state, state_of
+
+logger = logging.getLogger("lexintel.jobs.worker")
 
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 POLL_DELAY_SECONDS = 0.1
@@ -38,12 +43,13 @@ _SAMPLES_KEY = "lexintel_queue_depth_samples"
 _RECOVERY_KEY = "lexintel_recovery"
 
 
-async def _beat(ctx: dict[str, Any], key: str) -> None:
+async def _beat(ctx: dict[str, Any], key: str, value: bytes) -> None:
     """Keep this worker's own liveness key fresh (arq's health key is shared by all the
-    workers of a queue, so it cannot say how many are alive). Samples the queue depth too."""
+    workers of a queue, so it cannot say how many are alive); its value tells what the worker
+    can do (keys.WorkerInfo). Samples the queue depth too."""
     while True:
         with contextlib.suppress(Exception):  # a Redis blip must not stop the heartbeats
-            await ctx["redis"].set(key, b"1", ex=HEALTH_CHECK_INTERVAL_SECONDS * 3)
+            await ctx["redis"].set(key, value, ex=HEALTH_CHECK_INTERVAL_SECONDS * 3)
         with contextlib.suppress(Exception):
             await metrics.sample_queue_depth(ctx["redis"])
         await asyncio.sleep(HEALTH_CHECK_INTERVAL_SECONDS)
@@ -53,15 +59,34 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     configure_logging()
     if STATE_KEY not in ctx:  # tests may hand in a prepared state
         ctx[STATE_KEY] = await build_state(ctx["settings"], ctx["redis"])
+    settings = state_of(ctx).settings
+    ocr, note = await asyncio.to_thread(ocr_status, settings)
+    (logger.info if ocr or settings.ocr == "off" else logger.warning)(note)
     key = keys.worker_key(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
-    ctx[_BEAT_KEY] = (key, asyncio.create_task(_beat(ctx, key), name="lexintel-worker-beat"))
+    value = keys.WorkerInfo(ocr=ocr).model_dump_json().encode()
+    ctx[_BEAT_KEY] = (key, asyncio.create_task(_beat(ctx, key, value), name="lexintel-worker-beat"))
     ctx[_SAMPLES_KEY] = set()
     ctx[_RECOVERY_KEY] = asyncio.create_task(
         keep_recovering(state_of(ctx)), name="lexintel-recovery"
     )
-    port = state_of(ctx).settings.worker_metrics_port
+    port = settings.worker_metrics_port
     if port is not None:
         ctx[_METRICS_KEY] = metrics.MetricsServer(port)
+
+
+def ocr_status(settings: Settings) -> tuple[bool, str]:
+    """(whether this worker can OCR scanned pages, a line for its log that says why not)."""
+    if settings.ocr == "off":
+        return False, "OCR is off (LEXINTEL_OCR=off): scanned pages will not be read"
+    problem = ocr_problem(settings.ocr_languages)
+    if problem is None and importlib.util.find_spec("pypdfium2") is None:
+        problem = "OCR renders pages with pypdfium2: install LexIntel's `pdfium` extra"
+    if problem is not None:
+        return False, f"OCR unavailable: {problem}; documents that need it end ocr_unavailable"
+    return True, (
+        f"OCR: {tesseract_version()}, languages {settings.ocr_languages}, "
+        f"{settings.ocr_dpi} dpi, LEXINTEL_OCR={settings.ocr}"
+    )
 
 
 async def _sample_queue_depth(redis: Any) -> None:

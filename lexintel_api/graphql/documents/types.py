@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from lexintel_api.graphql.context import Context
 from lexintel_api.graphql.pagination import Connection, connection, decode_cursor, page_size
+from lexintel_core.coverage import TextCoverage
 from lexintel_core.models import Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent, Stage
 from lexintel_core.status import ProcessingStatus
@@ -76,6 +77,49 @@ class ProgressEventType:
         )
 
 
+@strawberry.type(name="FailedPage")
+class FailedPageType:
+    page: int
+    code: str = strawberry.field(description="Stable error code: too_large, timeout, ...")
+    message: str
+
+
+@strawberry.type(
+    name="TextCoverage",
+    description="Where the document's text came from, page by page. Each page counts in "
+    "exactly one of pagesTextLayer, pagesOcr, pagesBlank and pagesWithoutText.",
+)
+class TextCoverageType:
+    pages_total: int
+    pages_text_layer: int = strawberry.field(
+        description="Pages read from the file's own text (a PDF's text layer, a Word file)."
+    )
+    pages_ocr: int = strawberry.field(description="Pages read by OCR (Tesseract).")
+    pages_blank: int = strawberry.field(description="Pages with nothing to read.")
+    pages_without_text: int = strawberry.field(
+        description="Pages left without text: images not OCR'd, or pages that failed."
+    )
+    ocr_mean_confidence: float | None = strawberry.field(
+        description="Tesseract's mean word confidence over OCR'd pages, 0-100."
+    )
+    failed_pages: list[FailedPageType]
+
+    @classmethod
+    def from_model(cls, coverage: TextCoverage) -> TextCoverageType:
+        return cls(
+            pages_total=coverage.pages_total,
+            pages_text_layer=coverage.pages_text_layer,
+            pages_ocr=coverage.pages_ocr,
+            pages_blank=coverage.pages_blank,
+            pages_without_text=coverage.pages_without_text,
+            ocr_mean_confidence=coverage.ocr_mean_confidence,
+            failed_pages=[
+                FailedPageType(page=page.page, code=page.code, message=page.message)
+                for page in coverage.failed_pages
+            ],
+        )
+
+
 @strawberry.type(name="Document")
 class DocumentType:
     id: uuid.UUID
@@ -88,12 +132,20 @@ class DocumentType:
     error_code: str | None
     error_message: str | None
     page_count: int | None
+    text_coverage: TextCoverageType | None = strawberry.field(
+        description="How the pages were read (null until extraction is done)."
+    )
+    warning: str | None = strawberry.field(
+        description="Set when some pages have no text (a partial scan, failed pages): "
+        "the document is searchable only in part."
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
 
     @classmethod
     def from_model(cls, document: Document) -> DocumentType:
+        coverage = document.coverage
         return cls(
             id=document.id,
             case_id=document.case_id,
@@ -105,6 +157,8 @@ class DocumentType:
             error_code=document.error_code,
             error_message=document.error_message,
             page_count=document.page_count,
+            text_coverage=TextCoverageType.from_model(coverage) if coverage else None,
+            warning=coverage.warning() if coverage else None,
             created_at=document.created_at,
             updated_at=document.updated_at,
             finished_at=document.finished_at,
