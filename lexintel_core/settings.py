@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     # images; "force" OCRs every page and uses the OCR text instead of the text layer; "off".
     ocr: OcrMode = "auto"
     ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*$")
-    ocr_dpi: int = Field(default=300, ge=72, le=600)
+    # 200 dpi read court filings as well as 300 in two thirds of the time (docs/BENCHMARKS.md).
+    ocr_dpi: int = Field(default=200, ge=72, le=600)
     # Tesseract processes at once per document (pages in parallel); each is single-threaded.
     ocr_jobs: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     # One page's OCR; each OCR'd page also adds this much to the document's time limit.

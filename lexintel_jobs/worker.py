@@ -31,7 +31,7 @@ from lexintel_jobs.recovery import keep_recovering
 from lexintel_jobs.runner import arq_function
 from lexintel_jobs.state import STATE_KEY, build_state, state_of
 
-logger = logging.getLogger("lexintel.jobs.worker")
+logger = logging.getLogger("lexintel.worker")
 
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 POLL_DELAY_SECONDS = 0.1

@@ -32,7 +32,7 @@ class OcrOptions:
 
     mode: str = "auto"
     languages: str = "eng"
-    dpi: int = 300
+    dpi: int = 200
     jobs: int = 1
     page_timeout_seconds: float = 60.0
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,50 +158,57 @@ def _failure_code(error: BaseException) -> ErrorCode:
 
 class _Ocr:
     """OCR of rendered pages in a pool of threads, each waiting on one Tesseract process;
-    at most `jobs` pages in flight (their images held in memory)."""
+    at most `jobs` pages in flight (their images held in memory). Finished pages are
+    reported as soon as the reading loop comes back here, in the order they finish."""
 
     def __init__(self, options: ocr.OcrOptions, emit: Emit, total: int) -> None:
         self._options = options
         self._emit = emit
         self._total = total
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque[tuple[int, str, Future[ocr.OcrText]]] = deque()
+        self._pending: dict[Future[ocr.OcrText], tuple[int, str]] = {}
 
     def submit(self, number: int, kept: str, image: bytes) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._options.jobs, thread_name_prefix="ocr")
         while len(self._pending) >= self._options.jobs:
-            self._finish_oldest()
+            self._report(FIRST_COMPLETED)
         self._emit(OcrStarted(number, self._total))
-        self._pending.append((number, kept, self._pool.submit(ocr.recognize, image, self._options)))
+        future = self._pool.submit(ocr.recognize, image, self._options)
+        self._pending[future] = (number, kept)
+
+    def report_finished(self) -> None:
+        """Report the pages whose OCR is done, without waiting for the others."""
+        if any(future.done() for future in self._pending):
+            self._report(FIRST_COMPLETED)
 
     def close(self) -> None:
         try:
             while self._pending:
-                self._finish_oldest()
+                self._report(ALL_COMPLETED)
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
 
-    def _finish_oldest(self) -> None:
-        number, kept, future = self._pending.popleft()
+    def _report(self, until: str) -> None:
+        done, _ = wait(self._pending, return_when=until)
+        for future in done:
+            number, kept = self._pending.pop(future)
+            self._emit(PageDone(self._result(number, kept, future), self._total))
+
+    def _result(self, number: int, kept: str, future: Future[ocr.OcrText]) -> PageResult:
         try:
             found = future.result()
         except PermanentError as error:
-            result = PageResult(
+            return PageResult(
                 number, kept, PageSource.FAILED, error_code=error.code.value, error=error.message
             )
-        else:
-            text = normalize_text(found.text)
-            if self._options.mode != "force" and kept:
-                text = f"{kept}\n\n{text}" if text else kept
-            source = (
-                PageSource.OCR
-                if found.text.strip()
-                else (PageSource.TEXT if text else PageSource.BLANK)
-            )
-            result = PageResult(number, text, source, ocr_confidence=found.confidence)
-        self._emit(PageDone(result, self._total))
+        text = normalize_text(found.text)
+        if not text:  # nothing to read on the page (blank, redacted), its stamp kept
+            return PageResult(number, kept, PageSource.BLANK, ocr_confidence=found.confidence)
+        if self._options.mode != "force" and kept:
+            text = f"{kept}\n\n{text}"
+        return PageResult(number, text, PageSource.OCR, ocr_confidence=found.confidence)
 
 
 def _read_pages(
@@ -222,6 +228,7 @@ def _read_pages(
             result = _read_page(number, read_text, pdfium_document, plan, ocr_pool)
             if result is not None:
                 emit(PageDone(result, total))
+            ocr_pool.report_finished()
     finally:
         ocr_pool.close()
 

@@ -1,5 +1,5 @@
 """Word (.docx): the text of every part a reader sees, page by page; and the ZIP/XML helpers
-the OpenDocument reader shares (office.py).
+the OpenDocument and RTF readers share (odt.py, rtf.py).
 
 Read straight from the ZIP with a streaming expat parser rather than python-docx: python-docx
 builds the whole lxml tree (several times the XML's size in memory) and skips content it has
@@ -439,7 +439,7 @@ def _chunk_text(parts: Parts, name: str) -> str:
     if extension == "txt":
         return decode_text(data)
     if extension == "rtf":
-        from lexintel_jobs.extraction.office import read_rtf  # office imports this module
+        from lexintel_jobs.extraction.rtf import read_rtf  # rtf.py imports this module
 
         return "\n\n".join(read_rtf(data))
     with zipfile.ZipFile(BytesIO(data)) as nested:

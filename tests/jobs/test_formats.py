@@ -27,7 +27,8 @@ from lexintel_core.filetypes import (
     detect_content_type,
     unsupported,
 )
-from lexintel_jobs.extraction.office import read_office, read_rtf, zip_content_type
+from lexintel_jobs.extraction.office import read_office, zip_content_type
+from lexintel_jobs.extraction.rtf import read_rtf
 from tests.corpus import corpus_path
 
 SETTLEMENT_WORDS = ["Harrowgate", "Quenby", "Vermont", "confidential"]
