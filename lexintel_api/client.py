@@ -229,12 +229,15 @@ async def ingest(
 
 def summary(outcomes: list[Outcome]) -> Table:
     table = Table(title="Ingest summary")
-    for column in ("file", "result", "error", "document"):
+    for column in ("file", "result", "error or warning", "document"):
         table.add_column(column)
     for outcome in outcomes:
         result = "DUPLICATE" if outcome.duplicate else outcome.status
         style = "green" if not outcome.failed else "red"
         error = f"{outcome.error_code}: {outcome.message}" if outcome.error_code else ""
+        if outcome.status == "READY" and outcome.message not in ("", "ready"):
+            # A READY document's last message is its warning: pages left without text.
+            style, error = "yellow", outcome.message
         table.add_row(
             outcome.path.name, f"[{style}]{result}[/{style}]", error, outcome.document_id or ""
         )

@@ -334,5 +334,5 @@ def _open_pypdf_quietly(path: Path) -> PdfReader | None:
     """pypdf's reader for cross-checks and fallbacks, or None where pypdf cannot open it."""
     try:
         return _open_pypdf(path)
-    except (PermanentError, _PypdfCannotDecrypt):
+    except (PermanentError, _PypdfCannotDecrypt, MemoryError):
         return None
