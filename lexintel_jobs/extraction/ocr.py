@@ -95,12 +95,9 @@ def unavailable(problem: str) -> PermanentError:
     )
 
 
-def render_page(page: object, dpi: int, *, crop_left_points: float = 0) -> bytes:
-    """The pypdfium2 `page` rendered at `dpi` as an 8-bit grey PGM image, less its left
-    `crop_left_points` (1/72 inch) if asked."""
-    bitmap = page.render(  # type: ignore[attr-defined]
-        scale=dpi / 72, grayscale=True, crop=(crop_left_points, 0, 0, 0)
-    )
+def render_page(page: object, dpi: int) -> bytes:
+    """The pypdfium2 `page` rendered at `dpi` as an 8-bit grey PGM image."""
+    bitmap = page.render(scale=dpi / 72, grayscale=True)  # type: ignore[attr-defined]
     try:
         width, height, stride = bitmap.width, bitmap.height, bitmap.stride
         pixels = bytes(bitmap.buffer)
