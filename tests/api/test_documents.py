@@ -38,6 +38,7 @@ from tests.api.conftest import (
     upload,
 )
 from tests.jobs.conftest import make_pdf
+from tests.tools import require_binary
 
 CANCEL = "mutation($id: UUID!) { cancelDocument(id: $id) { status errorCode } }"
 REPROCESS = "mutation($id: UUID!) { reprocessDocument(id: $id) { status } }"
@@ -236,17 +237,21 @@ async def test_queue_stats_count_jobs_and_live_workers(
     acme = await tenant("Acme LLP")
     case_id = await create_case(api, acme.key)
     await upload(api, acme.key, case_id, b"Plain text notes.", "notes.txt")
-    query = "{ queueStats { queued inProgress workersAlive } }"
+    query = "{ queueStats { queued inProgress workersAlive workersWithOcr } }"
     assert (await execute(api, acme.key, query))["queueStats"] == {
         "queued": 1,
         "inProgress": 0,
         "workersAlive": 0,
+        "workersWithOcr": 0,
     }
-    async with running_worker(api_settings):
+    require_binary("tesseract")
+    no_ocr = api_settings.model_copy(update={"ocr": "off"})
+    async with running_worker(api_settings), running_worker(no_ocr):
         async with asyncio.timeout(10):
             while (await execute(api, acme.key, query))["queueStats"]["queued"]:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
-        assert (await execute(api, acme.key, query))["queueStats"]["workersAlive"] == 1
+        stats = (await execute(api, acme.key, query))["queueStats"]
+        assert (stats["workersAlive"], stats["workersWithOcr"]) == (2, 1)
     assert (await execute(api, acme.key, query))["queueStats"]["workersAlive"] == 0
 
 

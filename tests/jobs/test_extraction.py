@@ -60,6 +60,11 @@ def _extraction_children(ignore: frozenset[int] = frozenset()) -> list[psutil.Pr
     return children
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def _others() -> frozenset[int]:
     return frozenset(child.pid for child in _extraction_children())
 
@@ -547,13 +552,14 @@ async def test_a_dying_child_costs_at_most_its_page_not_the_worker(
 
         # Any other format (no pages to go on from): the document fails with the cause.
         big = tmp_path / "big.txt"
-        big.write_text("Der Vertrag ist gültig, § 12 – Müller.\n" * 1_000_000)  # ~3 s to read
+        big.write_text("Der Vertrag ist gültig, § 12 – Müller.\n" * 1_500_000)  # ~3 s to read
         await extractor.aclose()  # a cold child: a warm one that dies before a word is retried
         extractor = Extractor(timeout_seconds=60, memory_limit_mb=1024, max_concurrency=1)
         reading = asyncio.create_task(extractor.extract(big))
-        await asyncio.sleep(0.5)
-        for child in _extraction_children(others):
-            child.send_signal(sent)
+        async with asyncio.timeout(30):  # until the child is past start-up (~0.5 s of CPU)
+            while not (busy := _extraction_children(others)) or _cpu_seconds(busy[0]) < 1.2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        busy[0].send_signal(sent)
         with pytest.raises(PermanentError) as caught:
             await reading
         assert caught.value.code == code
