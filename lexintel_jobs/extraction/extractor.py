@@ -138,7 +138,9 @@ class _Child:
 class _Document:
     """What the parent knows of the document being extracted, across child processes."""
 
-    deadline: float  # loop time; OCR'd pages extend it
+    deadline: float = (
+        0.0  # loop time, set when the first child takes the document; OCR'd pages extend it
+    )
     results: dict[int, PageResult] = field(default_factory=dict)
     fallback: dict[int, tuple[str, str]] = field(default_factory=dict)
     reading: int | None = None  # the page the child is on, to blame for a crash or a hang
@@ -198,7 +200,7 @@ class Extractor:
         self._check_open()
         async with self._slots:
             self._check_open()
-            state = _Document(deadline=asyncio.get_running_loop().time() + self._timeout)
+            state = _Document()
             lost: _PageLost | None = None
             for _ in range(MAX_RESTARTS_PER_DOCUMENT + 1):
                 try:
@@ -245,6 +247,8 @@ class Extractor:
         plan = PagePlan(ocr=self._ocr, skip=frozenset(state.results), fallback=dict(state.fallback))
         job = (str(path), self._pdf_engine, self._timeout, plan)
         child = await self._take_child()
+        if not state.deadline:  # a cold child's start-up is not the document's time
+            state.deadline = asyncio.get_running_loop().time() + self._timeout
         state.reading = None
         reusable: bool | None = None  # known once the child has answered
         try:
