@@ -138,9 +138,8 @@ class _Child:
 class _Document:
     """What the parent knows of the document being extracted, across child processes."""
 
-    deadline: float = (
-        0.0  # loop time, set when the first child takes the document; OCR'd pages extend it
-    )
+    # Loop time; set when the first child takes the document, extended by OCR'd pages.
+    deadline: float = 0.0
     results: dict[int, PageResult] = field(default_factory=dict)
     fallback: dict[int, tuple[str, str]] = field(default_factory=dict)
     reading: int | None = None  # the page the child is on, to blame for a crash or a hang
