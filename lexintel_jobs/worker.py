@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib.util
 import logging
 import os
 import socket
@@ -79,8 +78,6 @@ def ocr_status(settings: Settings) -> tuple[bool, str]:
     if settings.ocr == "off":
         return False, "OCR is off (LEXINTEL_OCR=off): scanned pages will not be read"
     problem = ocr_problem(settings.ocr_languages)
-    if problem is None and importlib.util.find_spec("pypdfium2") is None:
-        problem = "OCR renders pages with pypdfium2: install LexIntel's `pdfium` extra"
     if problem is not None:
         return False, f"OCR unavailable: {problem}; documents that need it end ocr_unavailable"
     return True, (

@@ -44,14 +44,7 @@ def stream_file(
         raise ValueError(f"unknown PDF engine {pdf_engine!r}; choose one of {PDF_ENGINES}")
     content_type = _content_type(path)
     if content_type == PDF:
-        total = 0
-
-        def count(event: Event) -> None:
-            nonlocal total
-            total = event.total
-            emit(event)
-
-        engine = extract_pdf_pages(path, pdf_engine, plan, count)
+        engine, total = extract_pdf_pages(path, pdf_engine, plan, emit)
         return content_type, engine, total
     if content_type == HTML:
         engine, texts = "html", [read_html(path.read_bytes())]

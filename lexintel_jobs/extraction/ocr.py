@@ -10,6 +10,7 @@ slower on two busy cores, so pages are run in parallel processes instead (see pd
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -77,6 +78,8 @@ def _installed_languages() -> frozenset[str]:
 
 def ocr_problem(languages: str) -> str | None:
     """Why OCR in `languages` cannot run here (naming what to install), or None when it can."""
+    if importlib.util.find_spec("pypdfium2") is None:
+        return "OCR renders pages with pypdfium2: install LexIntel's `pdfium` extra"
     if tesseract_version() is None:
         return (
             "OCR needs Tesseract, which is not installed on this worker: "

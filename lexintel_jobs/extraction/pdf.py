@@ -280,8 +280,9 @@ def _read_page(
     return None
 
 
-def extract_pdf_pages(path: Path, engine: str, plan: PagePlan, emit: Emit) -> str:
-    """Report every page of the PDF at `path` through `emit`; the engine used. pypdf hands
+def extract_pdf_pages(path: Path, engine: str, plan: PagePlan, emit: Emit) -> tuple[str, int]:
+    """Report every page of the PDF at `path` through `emit`; (the engine used, the page
+    count). pypdf hands
     over to pypdfium2 when it cannot decrypt a PDF whose user password is empty (AES needs
     the `cryptography` package). Raises PermanentError PDF_ENCRYPTED / PDF_CORRUPT when the
     document cannot be opened, OCR_UNAVAILABLE when a page needs OCR that is not installed."""
@@ -327,7 +328,7 @@ def extract_pdf_pages(path: Path, engine: str, plan: PagePlan, emit: Emit) -> st
                 return str(pages[index].extract_text())
 
         _read_pages(total, read_text, document, plan, emit)
-    return engine
+    return engine, total
 
 
 def _open_pypdf_quietly(path: Path) -> PdfReader | None:

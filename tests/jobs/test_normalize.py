@@ -13,14 +13,8 @@ from hypothesis import strategies as st
 from lexintel_jobs.extraction import extract_file
 from lexintel_jobs.extraction.model import normalize_text
 from lexintel_jobs.extraction.text import decode_text, read_html
+from tests.conftest import DIRTY_CHARACTER
 from tests.corpus import corpus_path
-
-# Noncharacters, control characters other than tab and newline, surrogates.
-_FORBIDDEN = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ufdd0-\ufdef\ud800-\udfff"
-    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17))
-    + "]"
-)
 
 # Rules
 
@@ -123,7 +117,7 @@ def test_regression_pdfs(engine: str, name: str, words: list[str]) -> None:
     document = extract_file(corpus_path("regressions", name), pdf_engine=engine)
     text = "\n".join(page.text for page in document.pages)
     assert all(word in text for word in words), text
-    assert not _FORBIDDEN.search(text)
+    assert not DIRTY_CHARACTER.search(text)
 
 
 def test_regression_html_soft_hyphens() -> None:
@@ -147,7 +141,7 @@ _ANY_TEXT = st.lists(st.one_of(st.characters(), _TRICKY)).map("".join)
 
 @given(_ANY_TEXT)
 def test_no_control_or_noncharacter_survives(raw: str) -> None:
-    assert not _FORBIDDEN.search(normalize_text(raw))
+    assert not DIRTY_CHARACTER.search(normalize_text(raw))
 
 
 @given(_ANY_TEXT)
