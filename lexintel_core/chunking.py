@@ -7,7 +7,9 @@ import re
 import unicodedata
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from itertools import accumulate, compress, count
+from itertools import accumulate, compress, count, pairwise
+
+from lexintel_core.boilerplate import boilerplate_spans, strip_spans
 
 # Pages are joined with this separator into one document text; chunk offsets index into it.
 PAGE_SEPARATOR = "\n\n"
@@ -24,12 +26,21 @@ class PageText:
 @dataclass(frozen=True)
 class Chunk:
     ordinal: int
-    text: str
+    text: str  # for display and citations
+    # `text` without boilerplate lines (boilerplate.py: stamps, running headers, page and
+    # line numbers), to embed and rank; "" when the chunk is nothing but boilerplate.
+    search_text: str
     page_start: int
     page_end: int
     char_start: int  # offsets into document_text(pages): text == document[char_start:char_end]
     char_end: int
     token_count: int
+    # Offsets into `text` where pages page_start + 1 ... page_end begin (empty: one page).
+    page_breaks: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int:
+        """The page number of the character at `offset` into `text`."""
+        return self.page_start + bisect_right(self.page_breaks, offset)
 
 
 def document_text(pages: list[PageText]) -> str:
@@ -231,19 +242,13 @@ class _Units:
     def _rank_sentences(self, doc: str, spaced: str) -> None:
         ranks = self.ranks
         for match in _SENTENCE_BREAK.finditer(doc):
-            mark, following = match.span()
+            following = match.end()
             if doc[following].islower():
                 continue
-            # After a closing quote or bracket ("No.”") the period ends a sentence regardless.
-            if doc[mark] == "." and spaced[mark + 1] == " ":
-                # Abbreviations are short: look back no further than 12 characters.
-                space = spaced.rfind(" ", max(0, mark - 12), mark)
-                unit = doc[space + 1 : mark] if space >= 0 or mark < 12 else ""
-                word = unit.rpartition(".")[2]  # "C" of "U.S.C."
-                if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
-                    ranks.setdefault(following, _WEAK)
-                    continue
-            ranks[following] = _SENTENCE
+            if _after_abbreviation(doc, spaced, match.start()):
+                ranks.setdefault(following, _WEAK)
+            else:
+                ranks[following] = _SENTENCE
 
     def rank(self, unit: int) -> int:
         return self.ranks.get(self.starts[unit], _SPACE)
@@ -319,6 +324,42 @@ class _Units:
         return self.overlap_start(previous, fresh, min(overlap, room)), end
 
 
+def _after_abbreviation(doc: str, spaced: str, mark: int) -> bool:
+    """Whether the period at `mark` ends an abbreviation ("v.", "No.", "U.S.C.", initials)
+    rather than a sentence. `spaced` is `doc` with every whitespace character a space."""
+    # After a closing quote or bracket ("No.”") the period ends a sentence regardless.
+    if doc[mark] != "." or spaced[mark + 1] != " ":
+        return False
+    # Abbreviations are short: look back no further than 12 characters.
+    space = spaced.rfind(" ", max(0, mark - 12), mark)
+    unit = doc[space + 1 : mark] if space >= 0 or mark < 12 else ""
+    word = unit.rpartition(".")[2]  # "C" of "U.S.C."
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """The sentences of `text` as [start, end) offsets, trimmed of whitespace: cut where
+    chunks prefer to be cut (paragraph and page breaks, sentence ends; not after "v.",
+    "No.", "U.S.C." and other abbreviations)."""
+    spaced = _OTHER_SPACE.sub(" ", text)
+    cuts = {0, len(text)}
+    for pattern in (_PARAGRAPH_BREAK, _FORM_BREAK):
+        cuts.update(map(_end, pattern.finditer(text)))
+    for match in _SENTENCE_BREAK.finditer(text):
+        following = match.end()
+        if not text[following].islower() and not _after_abbreviation(text, spaced, match.start()):
+            cuts.add(following)
+    spans = []
+    ordered = sorted(cuts)
+    for start, end in pairwise(ordered):
+        piece = text[start:end]
+        stripped = piece.strip()
+        if stripped:
+            lead = len(piece) - len(piece.lstrip())
+            spans.append((start + lead, start + lead + len(stripped)))
+    return spans
+
+
 def _end(match: re.Match[str]) -> int:
     return match.end()
 
@@ -331,6 +372,7 @@ def chunk_pages(pages: list[PageText], *, size_tokens: int, overlap_tokens: int)
     first repeats about `overlap_tokens` tokens from the end of the one before, starting on a
     sentence or word boundary. Chunks never start or end with whitespace; together they cover
     every non-whitespace character of `document_text(pages)`, which their offsets index.
+    Their `search_text` leaves out the document's boilerplate lines (boilerplate.py).
     """
     if size_tokens < 1:
         raise ValueError(f"size_tokens must be at least 1, got {size_tokens}")
@@ -344,20 +386,29 @@ def chunk_pages(pages: list[PageText], *, size_tokens: int, overlap_tokens: int)
         accumulate((len(page.text) + len(PAGE_SEPARATOR) for page in pages), initial=0)
     )
     units = _Units(doc, [start - len(PAGE_SEPARATOR) for start in page_starts[1:-1]], size_tokens)
+    boilerplate = boilerplate_spans([page.text for page in pages], PAGE_SEPARATOR)
     chunks: list[Chunk] = []
     first, end = 0, units.best_cut(0, 0, size_tokens)[0] if units.length else 0
     while end > first:
         char_start = units.starts[first]
         char_end = units.starts[end - 1] + len(units.units[end - 1])
+        text = doc[char_start:char_end]
+        first_page = bisect_right(page_starts, char_start) - 1
         chunks.append(
             Chunk(
                 ordinal=len(chunks),
-                text=doc[char_start:char_end],
-                page_start=pages[bisect_right(page_starts, char_start) - 1].number,
+                text=text,
+                search_text=strip_spans(text, char_start, boilerplate),
+                page_start=pages[first_page].number,
                 page_end=pages[bisect_right(page_starts, char_end - 1) - 1].number,
                 char_start=char_start,
                 char_end=char_end,
                 token_count=units.cum[end] - units.cum[first],
+                page_breaks=tuple(
+                    start - char_start
+                    for start in page_starts[first_page + 1 : -1]
+                    if start < char_end
+                ),
             )
         )
         if end == units.length:

@@ -215,17 +215,27 @@ class DocumentChunk(Base):
         ForeignKey("cases.id", ondelete="CASCADE"), index=True
     )
     ordinal: Mapped[int] = mapped_column(Integer)
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)  # for display and citations
+    # `text` without boilerplate lines (filing stamps, running headers, page and line
+    # numbers): what is embedded and ranked. NULL (chunks written before): `text`.
+    search_text: Mapped[str | None] = mapped_column(Text)
     page_start: Mapped[int] = mapped_column(Integer)
     page_end: Mapped[int] = mapped_column(Integer)
     char_start: Mapped[int] = mapped_column(Integer)
     char_end: Mapped[int] = mapped_column(Integer)
     token_count: Mapped[int] = mapped_column(Integer)
+    # Offsets into `text` where pages page_start + 1 ... page_end begin.
+    page_breaks: Mapped[list[int]] = mapped_column(
+        ARRAY(Integer), default=list, server_default="{}"
+    )
     # Dimension is fixed by the migration from settings.embedding_dimension.
     embedding: Mapped[Any | None] = mapped_column(Vector())
     embedding_model: Mapped[str | None] = mapped_column(String(200))
     search_vector: Mapped[Any] = mapped_column(
-        TSVECTOR, Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}', text)", persisted=True)
+        TSVECTOR,
+        Computed(
+            f"to_tsvector('{TEXT_SEARCH_CONFIG}', coalesce(search_text, text))", persisted=True
+        ),
     )
     created_at: Mapped[datetime] = _created_at()
 

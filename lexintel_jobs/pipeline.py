@@ -9,7 +9,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from lexintel_core.chunking import chunk_pages
 from lexintel_core.coverage import TextCoverage
@@ -116,6 +116,8 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
                         "case_id": document.case_id,
                         "ordinal": chunk.ordinal,
                         "text": chunk.text,
+                        "search_text": chunk.search_text,
+                        "page_breaks": list(chunk.page_breaks),
                         "page_start": chunk.page_start,
                         "page_end": chunk.page_end,
                         "char_start": chunk.char_start,
@@ -147,11 +149,13 @@ async def embed_chunks(run: JobRun) -> str:
     async with state.sessions() as session:
         rows = (
             await session.execute(
-                select(DocumentChunk.id, DocumentChunk.text)
+                select(
+                    DocumentChunk.id,
+                    func.coalesce(DocumentChunk.search_text, DocumentChunk.text),
+                )
                 .where(
                     DocumentChunk.document_id == run.document_id,
-                    (DocumentChunk.embedding.is_(None))
-                    | (DocumentChunk.embedding_model.is_distinct_from(embedder.model_name)),
+                    DocumentChunk.embedding_model.is_distinct_from(embedder.model_name),
                 )
                 .order_by(DocumentChunk.ordinal)
             )
@@ -160,13 +164,20 @@ async def embed_chunks(run: JobRun) -> str:
     for start in range(0, len(rows), batch_size):
         await run.check_cancelled()
         batch = rows[start : start + batch_size]
-        vectors = await embedder.embed([text for _, text in batch])
+        # A chunk that is all boilerplate has nothing to embed: no vector, so SEMANTIC
+        # never returns it (KEYWORD neither: its search_text has no words).
+        texts = [text for _, text in batch if text.strip()]
+        vectors = iter(await embedder.embed(texts) if texts else [])
         async with state.sessions.begin() as session:
             await session.execute(
                 update(DocumentChunk),
                 [
-                    {"id": chunk_id, "embedding": vector, "embedding_model": embedder.model_name}
-                    for (chunk_id, _), vector in zip(batch, vectors, strict=True)
+                    {
+                        "id": chunk_id,
+                        "embedding": next(vectors) if text.strip() else None,
+                        "embedding_model": embedder.model_name,
+                    }
+                    for chunk_id, text in batch
                 ],
             )
         metrics.CHUNKS_EMBEDDED.labels(str(run.name)).inc(len(batch))

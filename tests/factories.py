@@ -84,12 +84,17 @@ async def indexed_document(
         size_tokens=size_tokens,
         overlap_tokens=min(32, size_tokens // 4),
     )
-    vectors = await embedder.embed([piece.text for piece in pieces])
+    # As the pipeline does: embed the text without boilerplate; nothing for an empty one.
+    texts = [piece.search_text for piece in pieces if piece.search_text.strip()]
+    embedded = iter(await embedder.embed(texts) if texts else [])
+    vectors = [next(embedded) if piece.search_text.strip() else None for piece in pieces]
     rows = [
         chunk(
             item,
             piece.ordinal,
             piece.text,
+            search_text=piece.search_text,
+            page_breaks=list(piece.page_breaks),
             page_start=piece.page_start,
             page_end=piece.page_end,
             char_start=piece.char_start,
