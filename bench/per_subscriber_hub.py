@@ -49,7 +49,7 @@ class PerSubscriberHub(ProgressHub):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-services.ProgressHub = PerSubscriberHub  # type: ignore[misc]
+services.ProgressHub = PerSubscriberHub  # type: ignore[attr-defined]
 
 from lexintel_api.app import app  # noqa: E402 - after the hub is replaced
 

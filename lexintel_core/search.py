@@ -14,9 +14,10 @@ that makes a document READY or takes it out. Query words are optional (a chunk n
 them); `"quoted phrases"` must match, `-word` / `-"phrase"` must not, and `or` between
 phrases makes either do: websearch syntax, as before. As Elasticsearch's common terms query
 did, a query word found in more than `search_common_term_share` of the organization's chunks
-does not bring candidates of its own: it adds its BM25 share to the `search_common_depth`
-best chunks that the rarer words found (all words count alike when every word is common).
-That keeps a ranking's cost to the postings of the query's rare words.
+(and in more than `search_common_depth` chunks) does not bring candidates of its own: it adds
+its BM25 share to the `search_common_depth` best chunks that the rarer words found (when every
+word is common, the rarest one finds them). That keeps a ranking's cost to the postings of the
+query's rare words.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -426,10 +428,13 @@ class SearchService:
             idf={row.lexeme: math.log(1 + (n - row.df + 0.5) / (row.df + 0.5)) for row in found},
             avgdl=max(length / n, 1.0),
         )
-        limit = self._settings.search_common_term_share * n
-        common = {row.lexeme for row in found if row.df > limit}
-        if len(common) < len(found):  # when every word is common, all count alike
-            weights.common = common
+        # Common: in more chunks than the share, and than the re-ranking depth (below that,
+        # reading a word's postings costs no more than re-ranking would).
+        settings = self._settings
+        limit = max(settings.search_common_term_share * n, settings.search_common_depth)
+        weights.common = {row.lexeme for row in found if row.df > limit}
+        if len(weights.common) == len(found):  # every word is common: the rarest leads
+            weights.common.remove(min(found, key=lambda row: (row.df, row.lexeme)).lexeme)
         return weights
 
     async def _keyword(
@@ -565,16 +570,17 @@ class SearchService:
         with the query by embedding them (one batch for the page of results)."""
         spans = [snippets.sentences(p.text, _usable(p.search_text)) for p in shown]
         similarities: list[list[float] | None] = [None] * len(shown)
-        if embedding is not None and self._settings.search_snippet_similarity:
-            wanted = [
-                (i, p.text[a:b]) for i, p in enumerate(shown) if p.embedded for a, b in spans[i]
-            ]
-            vectors = await self._embedder.embed([sentence for _, sentence in wanted])
-            for (i, _), vector in zip(wanted, vectors, strict=True):
+        wanted = [(i, p.text[a:b]) for i, p in enumerate(shown) if p.embedded for a, b in spans[i]]
+        if wanted and embedding is not None and self._settings.search_snippet_similarity:
+            vectors = np.asarray(await self._embedder.embed([sentence for _, sentence in wanted]))
+            query = np.asarray(embedding)
+            norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(query)
+            cosines = (vectors @ query) / np.where(norms > 0, norms, 1.0)
+            for (i, _), cosine in zip(wanted, cosines.tolist(), strict=True):
                 found = similarities[i]
                 if found is None:
                     found = similarities[i] = []
-                found.append(_cosine(vector, embedding))
+                found.append(cosine)
         return [
             snippets.best_passage(p.marked, weights.idf, spans[i], similarities[i])
             for i, p in enumerate(shown)
@@ -632,9 +638,3 @@ def _usable(search_text: str | None) -> Any:
     if search_text is None:
         return bool
     return lambda sentence: sentence in search_text
-
-
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0

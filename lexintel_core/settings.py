@@ -57,15 +57,15 @@ class Settings(BaseSettings):
     # Search: reciprocal-rank fusion constant and list weights for HYBRID, candidates each
     # list contributes, and the HNSW search breadth (recall versus speed). k and the weights
     # were tuned on tests/core/test_search_quality.py (legal corpus and court filings): MRR@10
-    # 0.669 against 0.610 with the common k = 60 and equal weights (docs/BENCHMARKS.md).
+    # 0.662 against 0.605 with the common k = 60 and equal weights (docs/BENCHMARKS.md).
     search_rrf_k: int = Field(default=3, ge=1)
     search_semantic_weight: float = Field(default=1.5, ge=0)
     search_keyword_weight: float = Field(default=1.0, ge=0)
     search_candidates: int = Field(default=50, ge=1, le=1000)
     search_ef_search: int = Field(default=100, ge=1, le=1000)
     # KEYWORD: BM25's term-frequency saturation k1 and length normalization b; a query word
-    # in more than this share of the organization's chunks is common: it only re-ranks the
-    # `search_common_depth` best chunks the rarer words found (search.py).
+    # in more than this share of the organization's chunks (and more than the depth) is
+    # common: it only re-ranks the `search_common_depth` best chunks the rarer words found.
     search_bm25_k1: float = Field(default=1.2, ge=0)
     search_bm25_b: float = Field(default=0.75, ge=0, le=1)
     search_common_term_share: float = Field(default=0.05, gt=0, le=1)

@@ -55,7 +55,7 @@ class Marked:
 @dataclass(frozen=True)
 class Passage:
     html: str  # HTML-escaped, the query's words wrapped in <mark>, fragments joined by "…"
-    focus: int  # offset in the chunk's text of the best fragment's first marked word (or start)
+    focus: int  # offset in the chunk's text of the best fragment's rarest marked word (or start)
 
 
 def _weight(word: str, idf: Mapping[str, float]) -> float:
@@ -86,7 +86,7 @@ def best_passage(
 
     A run scores the summed `idf` of the distinct marked words in it, as a share of the best
     run's; plus SIMILARITY_WEIGHT × the highest `similarity[i]` (cosine of sentence i and
-    the query) among its sentences, when given. Ties go to the earlier, then shorter run.
+    the query) among its sentences, when given. Ties go to the earlier run.
     """
     text = marked.text
     if not spans:
@@ -121,7 +121,8 @@ def best_passage(
         run: _window(text, marked.marks, spans[run[0]][0], spans[run[1]][1]) for run in chosen
     }
     start, end = windows[chosen[0]]
-    focus = next((a for a, b in marked.marks if start <= a and b <= end), start)
+    inside = [(a, b) for a, b in marked.marks if start <= a and b <= end]
+    focus = max(inside, key=lambda m: (_weight(text[m[0] : m[1]], idf), -m[0]), default=(start,))[0]
     fragments = " ".join(_html(text, marked.marks, *windows[run]) for run in sorted(chosen))
     return Passage(fragments.replace("… …", "…"), focus)
 

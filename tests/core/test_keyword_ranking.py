@@ -55,7 +55,7 @@ async def _statistics(session: AsyncSession, organization: uuid.UUID) -> tuple[A
             {"o": organization},
         )
     ).one_or_none()
-    terms = dict(
+    terms: dict[str, int] = dict(
         (
             await session.execute(
                 text("SELECT lexeme, chunks FROM keyword_terms WHERE organization_id = :o"),

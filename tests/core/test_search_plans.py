@@ -112,3 +112,23 @@ async def test_keyword_search_reads_the_postings_index(
     big, _ = cases
     plan = await service.explain(factories.search_request(big, "subrogation", SearchMode.KEYWORD))
     assert "ix_keyword_postings_lexeme" in plan, plan
+
+
+async def test_common_words_re_rank_what_the_rare_words_found(
+    cases: tuple[Case, Case], service: SearchService
+) -> None:
+    big, _ = cases
+    # "subrogation" is in 2% of the chunks: rare; "lease" in most: common (settings: 5%).
+    hits = await service.search(
+        factories.search_request(big, "subrogation lease", SearchMode.KEYWORD, limit=10)
+    )
+    assert len(hits) == 10
+    assert all("subrogation" in hit.text for hit in hits)
+    scores = [hit.keyword_score or 0 for hit in hits]
+    assert scores == sorted(scores, reverse=True)
+    # The common word adds to the score: chunks with more "lease" rank first.
+    leases = [hit.text.count("lease") for hit in hits]
+    assert leases[0] >= leases[-1]
+    # Every word common: the rarest finds the candidates, and there are enough of them.
+    hits = await service.search(factories.search_request(big, "tenant rent", SearchMode.KEYWORD))
+    assert len(hits) == 10
