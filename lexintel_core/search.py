@@ -16,8 +16,8 @@ phrases makes either do: websearch syntax, as before. As Elasticsearch's common 
 did, a query word found in more than `search_common_term_share` of the organization's chunks
 (and in more than `search_common_depth` chunks) does not bring candidates of its own: it adds
 its BM25 share to the `search_common_depth` best chunks that the rarer words found (when every
-word is common, the rarest one finds them). That keeps a ranking's cost to the postings of the
-query's rare words.
+word is common, the rarest one finds them; when they find fewer chunks than wanted, as in a
+small case, every word does). That keeps a ranking's cost to the postings of the rare words.
 """
 
 from __future__ import annotations
@@ -468,6 +468,11 @@ class SearchService:
             else scope["candidates"],
         }
         rows = await run("keyword", parameters)
+        if common and len(rows) < scope["candidates"]:
+            # The rare words found too few (a small case, a narrow filter): every word finds.
+            everything = {"rare_lexemes": list(weights.idf), "rare_idf": list(weights.idf.values())}
+            parameters |= {**everything, "common_lexemes": [], "common_idf": [], "depth": None}
+            rows = await run("keyword", parameters)
         maximum = weights.maximum * (settings.search_bm25_k1 + 1)
         return [
             _Candidate(

@@ -132,3 +132,17 @@ async def test_common_words_re_rank_what_the_rare_words_found(
     # Every word common: the rarest finds the candidates, and there are enough of them.
     hits = await service.search(factories.search_request(big, "tenant rent", SearchMode.KEYWORD))
     assert len(hits) == 10
+
+
+async def test_common_words_still_find_chunks_in_a_small_case(
+    cases: tuple[Case, Case], service: SearchService
+) -> None:
+    _, small = cases
+    # In the 1% case the rare word is in 2 chunks: the common word finds the others.
+    hits = await service.search(
+        factories.search_request(
+            small, "subrogation lease", SearchMode.KEYWORD, case_id=small.id, limit=10
+        )
+    )
+    assert len(hits) == 10
+    assert all("lease" in hit.text or "subrogation" in hit.text for hit in hits)
