@@ -17,23 +17,10 @@ from lexintel_core.db import SessionFactory
 from lexintel_core.embeddings import HashingEmbedder
 from lexintel_core.models import Case, Document, DocumentChunk
 from lexintel_core.search import SearchMode, SearchService
-from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from tests import factories
 
 K1, B = 1.2, 0.75
-
-
-@pytest.fixture
-def embedder(settings: Settings) -> HashingEmbedder:
-    return HashingEmbedder(settings.embedding_dimension)
-
-
-@pytest.fixture
-def service(
-    sessions: SessionFactory, embedder: HashingEmbedder, settings: Settings
-) -> SearchService:
-    return SearchService(sessions, embedder, settings)
 
 
 async def _case(session: AsyncSession, name: str = "Acme LLP") -> Case:

@@ -13,7 +13,6 @@ from lexintel_core.embeddings import HashingEmbedder
 from lexintel_core.errors import ErrorCode, InvalidInput
 from lexintel_core.models import Case
 from lexintel_core.search import SearchHit, SearchMode, SearchRequest, SearchService
-from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from tests import factories
 
@@ -23,18 +22,6 @@ LEASE = [
     "Section 9. Indemnification. The Tenant shall indemnify the Landlord against all claims.",
     "Section 12. Claims under 42 U.S.C. § 1983 are excluded. Docket No. 1:24-cv-01234.",
 ]
-
-
-@pytest.fixture
-def embedder(settings: Settings) -> HashingEmbedder:
-    return HashingEmbedder(settings.embedding_dimension)
-
-
-@pytest.fixture
-def service(
-    sessions: SessionFactory, embedder: HashingEmbedder, settings: Settings
-) -> SearchService:
-    return SearchService(sessions, embedder, settings)
 
 
 async def _case(session: AsyncSession, org_name: str = "Acme LLP") -> Case:
