@@ -115,3 +115,26 @@ def test_extraction_quality_over_two_court_filings(tmp_path: Path) -> None:
     assert targets["scanned_mixed_body_text"]["met"] is True
     assert targets["cer_text_layer_le_3pct"]["value"] == cer["cer_text_layer"]
     assert cer["cer_text_layer"] <= cer["cer_order_free"]
+    # The target is judged on body text: the text layer less its boilerplate lines.
+    assert targets["cer_body_text_le_3pct"]["value"] == cer["cer_body_text"]
+    assert 0 <= cer["cer_body_text"] <= cer["cer_text_layer"]
+    assert result["files"][0]["cer_skipped_scans"] == []
+
+
+def test_extraction_quality_leaves_scanned_pages_out_of_the_cer(tmp_path: Path) -> None:
+    # A filing labelled born-digital whose one page is an image with a text layer under it
+    # (someone's earlier OCR): no reference for ours.
+    require_binary("tesseract")
+    source = corpus_path("court-filings")
+    name = "gov.uscourts.cacd.651588.138.0.pdf"
+    [entry] = [
+        f for f in json.loads((source / "files.json").read_text())["files"] if f["file"] == name
+    ]
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    (corpus_dir / name).symlink_to(source / name)
+    (corpus_dir / "files.json").write_text(json.dumps({"files": [entry]}))
+    result = _run(tmp_path, "extraction_quality", "--dpi", "150", "--corpus", str(corpus_dir))
+    [row] = result["files"]
+    assert (row["kind"], row["text_layer_body"], row["cer_skipped_scans"]) == ("text", 1, [1])
+    assert result["totals"][0]["cer"]["pages"] == 0
