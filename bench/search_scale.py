@@ -47,7 +47,11 @@ DIM, K, PER_DOC, CASES = 384, 10, 50, 100
 CLUSTERS, RANK, SPREAD, NOISE, SHARED = 64, 16, 0.2, 0.01, 0.5
 MODEL = "bench-synthetic"
 HNSW, GIN = "ix_document_chunks_embedding_hnsw", "ix_document_chunks_search_vector"
-POSTINGS = ("ix_keyword_postings_lexeme", "ix_keyword_postings_document_id")
+POSTINGS = (
+    "ix_keyword_postings_lexeme",
+    "ix_keyword_postings_impact",
+    "ix_keyword_postings_document_id",
+)
 # search_vector is generated from text and created_at has a default: neither is copied.
 COPY_COLUMNS = {
     "organizations": "id name",

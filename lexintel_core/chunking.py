@@ -333,7 +333,7 @@ def _after_abbreviation(doc: str, spaced: str, mark: int) -> bool:
     # Abbreviations are short: look back no further than 12 characters.
     space = spaced.rfind(" ", max(0, mark - 12), mark)
     unit = doc[space + 1 : mark] if space >= 0 or mark < 12 else ""
-    word = unit.rpartition(".")[2]  # "C" of "U.S.C."
+    word = unit.rpartition(".")[2].lstrip("([{\"'“‘")  # "C" of "U.S.C.", "No" of "(No."
     return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 

@@ -175,10 +175,33 @@ def _bm25(tf: str, length: str) -> str:
     return f"w.idf * {tf} * (k.k1 + 1) / ({tf} + k.k1 * (1 - k.b + k.b * {length} / k.avgdl))"
 
 
-# BM25 from the postings of the rare lexemes (an index-only scan each), the best :depth
-# chunks by it; then the common lexemes' shares from those chunks' own tsvector; the
-# required filter; the best :candidates. The postings hold READY documents only.
-_KEYWORD = f"""
+# The postings of the rare lexemes: in a case or among documents, all of them (an index-only
+# scan each, on the case's postings); across the organization, the :term_depth postings of
+# each lexeme with the highest impact (its BM25 share at a reference chunk length, an
+# index-only scan in impact order), so a lexeme in a large share of the organization's
+# chunks costs no more than :term_depth rows.
+_SCOPED_POSTINGS = """
+        JOIN keyword_postings p
+          ON p.organization_id = :organization_id AND p.lexeme = w.lexeme COLLATE "C"
+        WHERE (CAST(:case_id AS uuid) IS NULL OR p.case_id = :case_id)
+          AND (CAST(:document_ids AS uuid[]) IS NULL OR p.document_id = ANY(:document_ids))
+"""
+_TOP_POSTINGS = """
+        CROSS JOIN LATERAL (
+            SELECT t.chunk_id, t.tf, t.length
+            FROM keyword_postings t
+            WHERE t.organization_id = :organization_id AND t.lexeme = w.lexeme COLLATE "C"
+            ORDER BY keyword_impact(t.tf, t.length) DESC
+            LIMIT :term_depth
+        ) p
+"""
+
+
+# BM25 from the postings of the rare lexemes, the best :depth chunks by it; then the common
+# lexemes' shares from those chunks' own tsvector; the required filter; the best
+# :candidates. The postings hold READY documents only.
+def _keyword_sql(postings: str) -> str:
+    return f"""
     WITH k AS (
         SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b,
                CAST(:avgdl AS float8) AS avgdl
@@ -188,10 +211,7 @@ _KEYWORD = f"""
         FROM k
         CROSS JOIN unnest(CAST(:rare_lexemes AS text[]), CAST(:rare_idf AS float8[]))
              w(lexeme, idf)
-        JOIN keyword_postings p
-          ON p.organization_id = :organization_id AND p.lexeme = w.lexeme COLLATE "C"
-        WHERE (CAST(:case_id AS uuid) IS NULL OR p.case_id = :case_id)
-          AND (CAST(:document_ids AS uuid[]) IS NULL OR p.document_id = ANY(:document_ids))
+        {postings}
         GROUP BY p.chunk_id
         ORDER BY score DESC, p.chunk_id
         LIMIT :depth
@@ -219,6 +239,7 @@ _KEYWORD = f"""
     LIMIT :candidates
 """
 
+
 _DETAILS = f"""
     SELECT c.id, c.document_id, d.filename, c.case_id, c.page_start, c.page_end, c.text,
            c.char_start, c.char_end, c.search_text, c.page_breaks,
@@ -241,14 +262,20 @@ _SCOPE_TYPES = {"organization_id": _UUID, "case_id": _UUID, "document_ids": ARRA
 _STATEMENTS = {
     "semantic": _statement(_SEMANTIC, embedding=Vector(), **_SCOPE_TYPES),
     "terms": _statement(_TERMS, organization_id=_UUID),
-    "keyword": _statement(
-        _KEYWORD,
-        rare_lexemes=ARRAY(Text),
-        rare_idf=ARRAY(Float),
-        common_lexemes=ARRAY(Text),
-        common_idf=ARRAY(Float),
-        **_SCOPE_TYPES,
-    ),
+    **{
+        name: _statement(
+            _keyword_sql(postings),
+            rare_lexemes=ARRAY(Text),
+            rare_idf=ARRAY(Float),
+            common_lexemes=ARRAY(Text),
+            common_idf=ARRAY(Float),
+            **scope,
+        )
+        for name, postings, scope in (
+            ("keyword", _SCOPED_POSTINGS, _SCOPE_TYPES),
+            ("keyword_top", _TOP_POSTINGS, {"organization_id": _UUID}),
+        )
+    },
     "details": _statement(_DETAILS, ids=ARRAY(_UUID)),
 }
 
@@ -276,6 +303,9 @@ class _Keyword:
     idf: dict[str, float] = field(default_factory=dict)
     common: set[str] = field(default_factory=set)
     avgdl: float = 1.0
+    # The idf of every query lexeme summed, those in no chunk (df 0, the highest idf) too:
+    # what a passage holding all the query's words would weigh.
+    query: float = 0.0
 
     @property
     def maximum(self) -> float:
@@ -424,9 +454,11 @@ class SearchService:
         if not found:
             return _Keyword()
         n, length = int(found[0].n), int(found[0].length)
+        idf = {row.lexeme: math.log(1 + (n - row.df + 0.5) / (row.df + 0.5)) for row in rows}
         weights = _Keyword(
-            idf={row.lexeme: math.log(1 + (n - row.df + 0.5) / (row.df + 0.5)) for row in found},
+            idf={row.lexeme: idf[row.lexeme] for row in found},
             avgdl=max(length / n, 1.0),
+            query=sum(idf.values()),
         )
         # Common: in more chunks than the share, and than the re-ranking depth (below that,
         # reading a word's postings costs no more than re-ranking would).
@@ -466,13 +498,18 @@ class SearchService:
             else max(settings.search_common_depth, scope["candidates"])
             if common
             else scope["candidates"],
+            "term_depth": max(settings.search_term_depth, scope["candidates"]),
         }
-        rows = await run("keyword", parameters)
+        # Across the organization, each word's postings of highest impact; in a case, among
+        # documents or under a required filter (which may reject the best), all of them.
+        everywhere = scope["case_id"] is None and scope["document_ids"] is None
+        statement = "keyword_top" if everywhere and not parsed.required else "keyword"
+        rows = await run(statement, parameters)
         if common and len(rows) < scope["candidates"]:
             # The rare words found too few (a small case, a narrow filter): every word finds.
             everything = {"rare_lexemes": list(weights.idf), "rare_idf": list(weights.idf.values())}
             parameters |= {**everything, "common_lexemes": [], "common_idf": [], "depth": None}
-            rows = await run("keyword", parameters)
+            rows = await run(statement, parameters)
         maximum = weights.maximum * (settings.search_bm25_k1 + 1)
         return [
             _Candidate(
@@ -573,7 +610,7 @@ class SearchService:
     ) -> list[snippets.Passage]:
         """Each passage's best sentence; with a query embedding, sentences are also compared
         with the query by embedding them (one batch for the page of results)."""
-        spans = [snippets.sentences(p.text, _usable(p.search_text)) for p in shown]
+        spans = [snippets.sentences(p.text, p.search_text) for p in shown]
         similarities: list[list[float] | None] = [None] * len(shown)
         wanted = [(i, p.text[a:b]) for i, p in enumerate(shown) if p.embedded for a, b in spans[i]]
         if wanted and embedding is not None and self._settings.search_snippet_similarity:
@@ -587,7 +624,9 @@ class SearchService:
                     found = similarities[i] = []
                 found.append(cosine)
         return [
-            snippets.best_passage(p.marked, weights.idf, spans[i], similarities[i])
+            snippets.best_passage(
+                p.marked, weights.idf, spans[i], similarities[i], query_weight=weights.query
+            )
             for i, p in enumerate(shown)
         ]
 
@@ -636,10 +675,3 @@ def _marked(row: Any) -> snippets.Marked:
     # should it ever not, the text is shown without marks.
     marked = snippets.Marked.parse(row.headline or "")
     return marked if marked.text == row.text else snippets.Marked(row.text, ())
-
-
-def _usable(search_text: str | None) -> Any:
-    """Sentences to show: those left in the chunk's search text (not boilerplate)."""
-    if search_text is None:
-        return bool
-    return lambda sentence: sentence in search_text

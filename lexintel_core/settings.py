@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     search_bm25_b: float = Field(default=0.75, ge=0, le=1)
     search_common_term_share: float = Field(default=0.05, gt=0, le=1)
     search_common_depth: int = Field(default=200, ge=1, le=10000)
+    # Across a whole organization, BM25 reads at most this many postings per query word:
+    # those of highest impact (tf against chunk length). Exact for a word in fewer chunks.
+    search_term_depth: int = Field(default=1000, ge=1, le=100000)
     # Snippets: also compare each sentence of a hit with the query by embedding (one batch of
     # sentences per page of results; SEMANTIC and HYBRID), not only by the words it shares.
     search_snippet_similarity: bool = True

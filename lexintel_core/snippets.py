@@ -12,16 +12,20 @@ shown as a window around its marked words.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lexintel_core.chunking import sentence_spans
 
+_LETTER = re.compile(r"[^\W\d_]")
 # Control characters around the words ts_headline marks (no stored text contains them).
 START_MARK, STOP_MARK = "\x02", "\x03"
 MAX_CHARS = 300  # a fragment's length at most (a longer sentence: a window around its marks)
 # A snippet shows one or two fragments: the second only if it scores this share of the first.
 FRAGMENT_SHARE = 0.5
+# A window cut from a long sentence begins this many characters before its first marked word.
+LEAD = 40
 # How much a sentence's embedding similarity to the query (cosine, about 0-0.8 for MiniLM)
 # counts against its share of the chunk's best lexical score (0-1).
 SIMILARITY_WEIGHT = 2.0
@@ -67,11 +71,21 @@ def _weight(word: str, idf: Mapping[str, float]) -> float:
     return idf[best] if best is not None else 1.0
 
 
-def sentences(text: str, usable: Callable[[str], bool] = bool) -> list[tuple[int, int]]:
-    """The sentences of `text` worth showing: `usable(sentence)` (e.g. not boilerplate)."""
+def sentences(text: str, search_text: str | None = None) -> list[tuple[int, int]]:
+    """The sentences of a chunk's `text` worth showing: with `search_text` (the text less its
+    boilerplate lines), those with a line of words in it, so a sentence that runs past a
+    margin line number or a stamp still shows and a stamp alone does not; all of them when
+    none has one."""
     spans = sentence_spans(text)
-    kept = [(a, b) for a, b in spans if usable(text[a:b])]
+    if search_text is None:
+        return spans
+    kept = [(a, b) for a, b in spans if _searched(text[a:b], search_text)]
     return kept or spans
+
+
+def _searched(sentence: str, search_text: str) -> bool:
+    lines = (line.strip() for line in sentence.split("\n"))
+    return any(_LETTER.search(line) and line in search_text for line in lines)
 
 
 def best_passage(
@@ -79,14 +93,19 @@ def best_passage(
     idf: Mapping[str, float],
     spans: Sequence[tuple[int, int]],
     similarity: Sequence[float] | None = None,
+    *,
+    query_weight: float = 0.0,
 ) -> Passage:
     """The runs of consecutive sentences (`spans` of marked.text, up to MAX_CHARS together,
     or one longer sentence) that best match the query: the best, and a second one apart
     from it scoring at least FRAGMENT_SHARE of the best, in text order.
 
-    A run scores the summed `idf` of the distinct marked words in it, as a share of the best
-    run's; plus SIMILARITY_WEIGHT × the highest `similarity[i]` (cosine of sentence i and
-    the query) among its sentences, when given. Ties go to the earlier run.
+    A run scores the summed `idf` of the distinct marked words in it, as a share of
+    `query_weight` (the idf of all the query's words, those found nowhere too), or of the
+    best run's where that is larger; plus SIMILARITY_WEIGHT × the highest `similarity[i]`
+    (cosine of sentence i and the query) among its sentences, when given. So a run with one
+    common query word does not outweigh the sentence closest in meaning when the query's
+    rare words are missing from the chunk. Ties go to the earlier run.
     """
     text = marked.text
     if not spans:
@@ -102,7 +121,7 @@ def best_passage(
         start, end = spans[first][0], spans[last][1]
         words = {text[a:b].casefold() for a, b in marked.marks if start <= a and b <= end}
         lexical.append(sum(_weight(word, idf) for word in words))
-    top = max(lexical) or 1.0
+    top = max(max(lexical), query_weight) or 1.0
     scores = [
         value / top + (SIMILARITY_WEIGHT * max(similarity[first : last + 1]) if similarity else 0.0)
         for value, (first, last) in zip(lexical, runs, strict=True)
@@ -118,7 +137,7 @@ def best_passage(
             chosen.append(runs[i])
             break
     windows = {
-        run: _window(text, marked.marks, spans[run[0]][0], spans[run[1]][1]) for run in chosen
+        run: _window(text, marked.marks, idf, spans[run[0]][0], spans[run[1]][1]) for run in chosen
     }
     start, end = windows[chosen[0]]
     inside = [(a, b) for a, b in marked.marks if start <= a and b <= end]
@@ -127,13 +146,26 @@ def best_passage(
     return Passage(fragments.replace("… …", "…"), focus)
 
 
-def _window(text: str, marks: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
-    """[start, end) cut to about MAX_CHARS around the marked words inside it, on spaces."""
+def _window(
+    text: str,
+    marks: Sequence[tuple[int, int]],
+    idf: Mapping[str, float],
+    start: int,
+    end: int,
+) -> tuple[int, int]:
+    """[start, end) cut to MAX_CHARS at most, on spaces: the window that holds the marked
+    words of the highest summed idf (distinct words), beginning LEAD characters before its
+    first one so that the phrase they are in shows from its start."""
     if end - start <= MAX_CHARS:
         return start, end
     inside = [(a, b) for a, b in marks if start <= a and b <= end]
-    centre = (inside[0][0] + inside[-1][1]) // 2 if inside else start + MAX_CHARS // 2
-    left = max(start, min(centre - MAX_CHARS // 2, end - MAX_CHARS))
+
+    def weight(left: int) -> float:
+        words = {text[a:b].casefold() for a, b in inside if left <= a and b <= left + MAX_CHARS}
+        return sum(_weight(word, idf) for word in words)
+
+    lefts = [min(max(start, a - LEAD), end - MAX_CHARS) for a, _ in inside] or [start]
+    left = max(lefts, key=lambda at: (weight(at), -at))
     right = min(end, left + MAX_CHARS)
     if left > start:
         space = text.find(" ", left, right)

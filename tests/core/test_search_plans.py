@@ -106,12 +106,37 @@ async def test_unfiltered_semantic_search_uses_the_hnsw_index(
     assert _HNSW_INDEX in plan, plan
 
 
-async def test_keyword_search_reads_the_postings_index(
+async def test_keyword_search_reads_the_postings_indexes(
     cases: tuple[Case, Case], service: SearchService
 ) -> None:
-    big, _ = cases
-    plan = await service.explain(factories.search_request(big, "subrogation", SearchMode.KEYWORD))
+    big, small = cases
+    # In a case: the case's postings of each word.
+    request = factories.search_request(small, "subrogation", SearchMode.KEYWORD, case_id=small.id)
+    plan = await service.explain(request)
     assert "ix_keyword_postings_lexeme" in plan, plan
+    # Across the organization: each word's best postings, in impact order.
+    plan = await service.explain(factories.search_request(big, "subrogation", SearchMode.KEYWORD))
+    assert "Index Only Scan using ix_keyword_postings_impact" in plan, plan
+
+
+async def test_an_organization_wide_search_reads_only_each_words_best_postings(
+    cases: tuple[Case, Case], engine: AsyncEngine, embedder: HashingEmbedder, settings: Settings
+) -> None:
+    big, _ = cases
+    sessions = create_session_factory(engine)
+    # "tenant" is in most of the 10,000 chunks; 20 of its postings are read, not thousands.
+    shallow = SearchService(
+        sessions, embedder, settings.model_copy(update={"search_term_depth": 20})
+    )
+    deep = SearchService(
+        sessions, embedder, settings.model_copy(update={"search_term_depth": 100000})
+    )
+    request = factories.search_request(big, "tenant", SearchMode.KEYWORD, limit=10)
+    found = [(hit.chunk_id, hit.keyword_score) for hit in await shallow.search(request)]
+    exact = [(hit.chunk_id, hit.keyword_score) for hit in await deep.search(request)]
+    # One word: its postings of highest impact are its best chunks by BM25.
+    assert len(found) == 10
+    assert found == exact
 
 
 async def test_common_words_re_rank_what_the_rare_words_found(

@@ -448,10 +448,10 @@ async def test_retrieval_quality_per_mode(sessions: SessionFactory, settings: Se
         for query_id in PARAPHRASE_SPOT_CHECKS:
             result = legal.result(mode, query_id)
             assert result.rank == 1, (mode, result.query.query, result.top)
-    # A hit that holds the answer mostly shows it in its snippet (measured over both sets in
-    # three runs: 78-84 % per mode; the rest show other sentences of the chunk). The issue
-    # asks for every one: not met.
+    # A hit that holds the answer mostly shows it in its snippet (measured over both sets:
+    # 84-88 % per mode; the rest show other sentences of the chunk, closer to the query by
+    # its words or by embedding). The issue asks for every one: not met.
     for mode in MODES:
         holding = sum(r.holding for r in both[mode])
         hidden = [(r.query.id, hit.snippet) for r in both[mode] for hit in r.hidden]
-        assert len(hidden) <= 0.25 * holding, (mode, holding, hidden)
+        assert len(hidden) <= 0.2 * holding, (mode, holding, hidden)
