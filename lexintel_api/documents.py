@@ -275,6 +275,19 @@ class DocumentService:
             async for event in events:
                 yield event
 
+    async def has_ended(self, document_id: uuid.UUID, after_seq: int) -> bool:
+        """Whether a stream of the document resuming after `after_seq` has nothing left to
+        send: the document is finished and its last event is not newer. NotFound when it
+        is not this organization's."""
+        async with self.services.sessions() as session:
+            document = await self.get(session, document_id)
+        if not document.status.is_terminal:
+            return False
+        snapshot = await read_snapshot(self.services.redis, document.id)
+        if snapshot is None:  # events() sends the row's terminal state to a fresh stream
+            return after_seq > 0
+        return snapshot.seq <= after_seq
+
     async def case_events(self, case_id: uuid.UUID) -> AsyncGenerator[ProgressEvent, None]:
         async with self.services.sessions() as session:
             case = await CaseService(self.services, self.principal).get(session, case_id)

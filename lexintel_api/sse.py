@@ -1,30 +1,32 @@
 """Plain Server-Sent Events for browsers' `EventSource`: one document's progress.
 
-`GET /api/documents/{id}/progress?token=...` with a token from the `createProgressStream`
-mutation (an EventSource cannot send headers), or with `Authorization: Bearer <key>`. Each
-event's `id:` is its seq, so a reconnecting EventSource resumes via `Last-Event-ID`; the
-stream ends after the terminal event.
+`GET /api/documents/{id}/progress?token=...` (the absolute URL that the
+`createProgressStream` mutation returns: an EventSource cannot send headers), or with
+`Authorization: Bearer <key>`. Each event is a default `message` event (`onmessage`) whose
+data is the progress event as JSON and whose `id:` is its seq, so a reconnecting EventSource
+resumes via `Last-Event-ID` (the latest snapshot newer than it, then live events). The stream
+ends after the terminal event; the EventSource's reconnection then gets `204 No Content`,
+which tells it to stop. Framing and keep-alive pings come from sse-starlette.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
 
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from lexintel_api.auth import Principal, authenticate, bearer_token
 from lexintel_api.documents import DocumentService
 from lexintel_api.graphql.view import services_of
 from lexintel_core.connections import is_connection_failure
 from lexintel_core.errors import InvalidInput, LexIntelError, NotFound, Unauthenticated
-from lexintel_core.progress import ProgressEvent
 
 HEARTBEAT_SECONDS = 15.0
+_MAX_SEQ_DIGITS = 18  # a seq fits PostgreSQL's bigint
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,9 @@ def _error(exc: LexIntelError) -> JSONResponse:
 
 def _after_seq(request: Request) -> int:
     raw = request.headers.get("last-event-id") or request.query_params.get("lastEventId") or "0"
-    if not raw.isdigit():
-        raise InvalidInput("Last-Event-ID must be the seq of an event")
+    # ASCII digits only: str.isdigit() also takes "²" and other digits int() refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_SEQ_DIGITS):
+        raise InvalidInput("Last-Event-ID must be the seq of an event (ASCII digits)")
     return int(raw)
 
 
@@ -61,51 +64,30 @@ async def progress_stream(request: Request) -> Response:
             principal = await authenticate(services.sessions, key)
         after_seq = _after_seq(request)
         documents = DocumentService(services, principal)
-        async with services.sessions() as session:
-            await documents.get(session, document_id)
+        if await documents.has_ended(document_id, after_seq):
+            return Response(status_code=204)  # an EventSource stops reconnecting
     except LexIntelError as exc:
         return _error(exc)
-    return StreamingResponse(
-        _encode(documents, document_id, after_seq),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+    return EventSourceResponse(
+        _events(documents, document_id, after_seq),
+        ping=HEARTBEAT_SECONDS,  # keeps proxies from closing an idle stream
+        headers={"Cache-Control": "no-cache, no-transform"},
     )
 
 
-def _format(event: ProgressEvent) -> str:
-    return f"id: {event.seq}\nevent: progress\ndata: {event.to_json()}\n\n"
-
-
-async def _encode(
+async def _events(
     documents: DocumentService, document_id: uuid.UUID, after_seq: int
-) -> AsyncIterator[str]:
+) -> AsyncIterator[ServerSentEvent]:
     events = documents.events(document_id, after_seq=after_seq)
-    pending: asyncio.Future[ProgressEvent] | None = None
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
-            if not done:
-                yield ": ping\n\n"  # keeps proxies from closing an idle stream
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            except LexIntelError:
-                return  # the document was deleted meanwhile: end the stream
-            except Exception as exc:
-                if not is_connection_failure(exc):
-                    raise
-                # The EventSource reconnects by itself and resumes with Last-Event-ID.
-                logger.warning("progress stream of %s ended: %s", document_id, exc)
-                return
-            pending = None
-            yield _format(event)
+        async for event in events:
+            yield ServerSentEvent(data=event.to_json(), id=str(event.seq))
+    except LexIntelError:
+        return  # the document was deleted meanwhile: end the stream
+    except Exception as exc:
+        if not is_connection_failure(exc):
+            raise
+        # The EventSource reconnects by itself and resumes with Last-Event-ID.
+        logger.warning("progress stream of %s ended: %s", document_id, exc)
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
         await events.aclose()

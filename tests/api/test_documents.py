@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from lexintel_api.cli import app as cli
-from lexintel_api.sse import _encode
+from lexintel_api.sse import _events
 from lexintel_core.db import SessionFactory, create_engine, create_session_factory
 from lexintel_core.models import ApiKey, Blob, Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent, Stage
@@ -188,13 +188,16 @@ async def test_plain_sse_streams_until_ready_and_resumes_from_last_event_id(
     document_id = await upload(api, acme.key, case_id, make_pdf(["Brief"]), "brief.pdf")
     stream = (await execute(api, acme.key, STREAM, id=document_id))["createProgressStream"]
     assert acme.key not in stream["url"]
+    # Absolute, as a browser page on another origin needs it.
+    assert stream["url"].startswith(f"{api.url}/api/documents/{document_id}/progress?token=")
 
     received: list[tuple[str, dict[str, Any]]] = []
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30) as client:
         async with aconnect_sse(client, "GET", stream["url"]) as source:
             assert source.response.headers["content-type"].startswith("text/event-stream")
             async with running_worker(api_settings):
                 async for sse in source.aiter_sse():
+                    assert sse.event == "message"  # EventSource.onmessage fires
                     received.append((sse.id, json.loads(sse.data)))
         statuses = [data["status"] for _, data in received]
         assert statuses[0] == "QUEUED"
@@ -208,9 +211,29 @@ async def test_plain_sse_streams_until_ready_and_resumes_from_last_event_id(
         async with aconnect_sse(client, "GET", stream["url"], headers=headers) as source:
             resumed = [json.loads(sse.data) async for sse in source.aiter_sse()]
         assert [data["seq"] for data in resumed] == [ids[-1]]
+        # Resuming after the terminal event: 204 No Content, which stops an EventSource.
         headers = {"Last-Event-ID": str(ids[-1])}
-        async with aconnect_sse(client, "GET", stream["url"], headers=headers) as source:
-            assert [sse async for sse in source.aiter_sse()] == []
+        response = await client.get(stream["url"], headers=headers)
+        assert (response.status_code, response.content) == (204, b"")
+        # Not ended yet for a stream that missed the terminal event.
+        async with aconnect_sse(client, "GET", stream["url"], headers={"Last-Event-ID": "1"}) as s:
+            assert [json.loads(sse.data)["status"] async for sse in s.aiter_sse()] == ["READY"]
+
+
+@pytest.mark.parametrize("position", ["²", "٣", "-1", "1.0", "9" * 19])
+async def test_a_resume_position_that_is_not_ascii_digits_is_a_400(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]], position: str
+) -> None:
+    acme = await tenant("Acme LLP")
+    case_id = await create_case(api, acme.key)
+    document_id = await upload(api, acme.key, case_id, b"Plain text notes.", "notes.txt")
+    stream = (await execute(api, acme.key, STREAM, id=document_id))["createProgressStream"]
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(
+            httpx.URL(stream["url"]).copy_add_param("lastEventId", position)
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "INVALID_INPUT"
 
 
 async def test_graphql_over_sse_subscription(
@@ -317,9 +340,7 @@ async def test_a_plain_sse_stream_that_loses_the_database_ends_for_the_client_to
             yield first
             raise sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached")
 
-    stream = _encode(Overloaded(), document_id, 0)  # type: ignore[arg-type]
+    stream = _events(Overloaded(), document_id, 0)  # type: ignore[arg-type]
     # One event, then an ordinary end (no exception): the EventSource reconnects with
     # Last-Event-ID 3 and misses nothing.
-    assert [chunk async for chunk in stream] == [
-        f"id: 3\nevent: progress\ndata: {first.to_json()}\n\n"
-    ]
+    assert [(sse.id, sse.data) async for sse in stream] == [("3", first.to_json())]

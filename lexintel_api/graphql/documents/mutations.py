@@ -148,7 +148,16 @@ class DocumentMutations:
             await context.documents.get(session, document_id)
         token, expires = context.services.stream_tokens.issue(principal, document_id)
         return ProgressStream(
-            url=f"/api/documents/{document_id}/progress?token={token}",
+            url=_stream_url(context, document_id, token),
             token=token,
             expires_at=datetime.fromtimestamp(expires, UTC),
         )
+
+
+def _stream_url(context: Context, document_id: uuid.UUID, token: str) -> str:
+    """The stream's absolute http(s) URL, as this request reached the API (also when the
+    mutation came over a WebSocket)."""
+    url = context.request.url_for("progress_stream", document_id=str(document_id))
+    if url.scheme in ("ws", "wss"):
+        url = url.replace(scheme="https" if url.scheme == "wss" else "http")
+    return str(url.include_query_params(token=token))
