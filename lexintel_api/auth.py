@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
 
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,46 +73,28 @@ async def authenticate(sessions: SessionFactory, token: str | None) -> Principal
 
 
 class StreamTokens:
-    """HMAC-signed tokens that let an `EventSource` (which cannot send headers) open the SSE
-    stream of one document for a few minutes, so no long-lived key ends up in a URL."""
+    """Signed, expiring tokens (itsdangerous) that let an `EventSource` (which cannot send
+    headers) open the SSE stream of one document for a few minutes, so no long-lived key
+    ends up in a URL."""
 
     def __init__(self, secret: bytes, ttl_seconds: int) -> None:
-        self._secret = secret
+        self._serializer = URLSafeTimedSerializer(secret, salt="lexintel-progress-stream")
         self.ttl_seconds = ttl_seconds
 
     def issue(self, principal: Principal, document_id: uuid.UUID) -> tuple[str, float]:
-        expires = time.time() + self.ttl_seconds
-        body = json.dumps(
-            {"d": str(document_id), "o": str(principal.organization_id), "e": int(expires)},
-            separators=(",", ":"),
-        ).encode()
-        return f"{_b64(body)}.{_b64(self._sign(body))}", expires
+        """The token and when it expires (Unix time)."""
+        claims = {"d": str(document_id), "o": str(principal.organization_id)}
+        return self._serializer.dumps(claims), time.time() + self.ttl_seconds
 
     def verify(self, token: str, document_id: uuid.UUID) -> uuid.UUID:
         """The organization the token was issued to; `Unauthenticated` when it is forged,
         expired or made for another document."""
         try:
-            body_part, signature_part = token.split(".", 1)
-            body = _unb64(body_part)
-            valid = hmac.compare_digest(_unb64(signature_part), self._sign(body))
-            claims = json.loads(body) if valid else None
-        except ValueError:
-            claims = None
-        if not isinstance(claims, dict):
-            raise Unauthenticated("the stream token is invalid")
-        if claims.get("d") != str(document_id):
+            claims = self._serializer.loads(token, max_age=self.ttl_seconds)
+        except SignatureExpired:
+            raise Unauthenticated("the stream token has expired; ask for a new one") from None
+        except BadSignature:
+            raise Unauthenticated("the stream token is invalid") from None
+        if not isinstance(claims, dict) or claims.get("d") != str(document_id):
             raise Unauthenticated("the stream token was issued for another document")
-        if not isinstance(claims.get("e"), int) or claims["e"] < time.time():
-            raise Unauthenticated("the stream token has expired; ask for a new one")
         return uuid.UUID(claims["o"])
-
-    def _sign(self, body: bytes) -> bytes:
-        return hmac.new(self._secret, body, hashlib.sha256).digest()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ import pytest
 import websockets
 from sqlalchemy import select, update
 
+from lexintel_api.auth import Principal, StreamTokens
 from lexintel_core.db import SessionFactory
 from lexintel_core.embeddings import HashingEmbedder
+from lexintel_core.errors import Unauthenticated
 from lexintel_core.models import ApiKey, Document, DocumentChunk, Organization
 from lexintel_core.status import ProcessingStatus
 from tests import factories
@@ -241,3 +244,18 @@ async def test_the_key_is_stored_only_as_a_hash(
     assert stored is not None
     assert acme.key not in (stored.secret_hash, stored.prefix)
     assert acme.key.startswith(stored.prefix)
+
+
+def test_stream_tokens_expire_and_are_bound_to_their_secret_and_document() -> None:
+    principal = Principal(organization_id=uuid.uuid4(), api_key_id=uuid.uuid4())
+    document_id = uuid.uuid4()
+    tokens = StreamTokens(b"secret", ttl_seconds=60)
+    token, expires = tokens.issue(principal, document_id)
+    assert 59 < expires - time.time() <= 60
+    assert tokens.verify(token, document_id) == principal.organization_id
+    with pytest.raises(Unauthenticated, match="another document"):
+        tokens.verify(token, uuid.uuid4())
+    with pytest.raises(Unauthenticated, match="invalid"):
+        StreamTokens(b"other secret", ttl_seconds=60).verify(token, document_id)
+    with pytest.raises(Unauthenticated, match="expired"):
+        StreamTokens(b"secret", ttl_seconds=-1).verify(token, document_id)
