@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
+from gql.transport.exceptions import TransportError, TransportServerError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -20,7 +21,7 @@ from sqlalchemy import select, update
 from lexintel_api.auth import create_api_key
 from lexintel_api.client import ApiClient, ApiError
 from lexintel_api.client import ingest as run_ingest
-from lexintel_api.devstack import run_dev, worker_command
+from lexintel_api.devstack import run_dev, user_key_file, worker_command
 from lexintel_core import migrate
 from lexintel_core.db import create_session_factory, engine_for
 from lexintel_core.models import ApiKey, Organization, utcnow
@@ -182,10 +183,12 @@ _KEY_OPTION = typer.Option(
 def _api_key(key: str | None) -> str:
     if key:
         return key
-    saved = Settings().data_dir / "dev-api-key"
-    if saved.exists():
-        return saved.read_text().strip()
-    console.print("[red]no API key: set LEXINTEL_API_KEY or pass --key[/red]")
+    for saved in (Settings().data_dir / "dev-api-key", user_key_file()):
+        if saved.exists():
+            return saved.read_text().strip()
+    console.print(
+        "[red]no API key: set LEXINTEL_API_KEY or pass --key (`lexintel dev` saves one)[/red]"
+    )
     raise typer.Exit(2)
 
 
@@ -199,9 +202,21 @@ def _run_client(url: str, key: str | None, work: Callable[[ApiClient], Awaitable
     except ApiError as exc:
         console.print(f"[red]{exc.code}: {exc.message}[/red]")
         raise typer.Exit(1) from exc
-    except (OSError, httpx.TransportError) as exc:
-        console.print(f"[red]cannot reach the API at {url}: {exc}[/red]")
+    except TransportServerError as exc:
+        console.print(f"[red]the API at {url} answered with an error: {_line(exc)}[/red]")
         raise typer.Exit(1) from exc
+    except (OSError, httpx.TransportError, TransportError) as exc:
+        console.print(
+            f"[red]cannot reach the API at {url} ({_line(exc)}); is it running? "
+            "(`lexintel dev` starts one; --api or LEXINTEL_API_URL names another)[/red]"
+        )
+        raise typer.Exit(1) from exc
+
+
+def _line(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error."""
+    text = str(exc).strip().splitlines()
+    return escape((text[0][:200] if text else "") or type(exc).__name__)
 
 
 @app.command()

@@ -123,7 +123,7 @@ mutation($caseId: UUID!, $file: Upload!) {
 """
 _PROGRESS = """
 subscription($id: UUID!) {
-  documentProgress(documentId: $id) { seq status stage percent message errorCode }
+  documentProgress(documentId: $id) { seq status stage percent message errorCode errorMessage }
 }
 """
 
@@ -142,6 +142,9 @@ def find_files(paths: Iterable[Path], patterns: list[str]) -> list[Path]:
                 continue
             found.append(candidate)
     return found
+
+
+_ENDED = frozenset({"READY", "FAILED", "CANCELLED"})
 
 
 @dataclass
@@ -189,12 +192,16 @@ async def _follow(client: ApiClient, outcome: Outcome, progress: Progress, task:
         outcome.events += 1
         outcome.status = str(event["status"])
         outcome.error_code = event.get("errorCode")
-        outcome.message = str(event.get("message") or "")
-        stage = str(event["stage"]).lower()
-        progress.update(
-            task, completed=float(event["percent"]), state=f"{outcome.status.lower()} {stage}"
-        )
-    progress.update(task, completed=100.0)
+        outcome.message = str(event.get("errorMessage") or event.get("message") or "")
+        if outcome.failed and outcome.status in _ENDED:
+            # A failed document keeps its bar where it stopped, and says why in red.
+            state = f"[red]{outcome.status.lower()}: {outcome.error_code or ''}[/red]"
+            progress.update(task, state=state)
+            continue
+        state = f"{outcome.status.lower()} {str(event['stage']).lower()}"
+        if event.get("message") and outcome.status not in _ENDED:
+            state = f"{state}: {event['message']}"  # "OCR page 3 of 19"
+        progress.update(task, completed=float(event["percent"]), state=state)
 
 
 async def ingest(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
+import typer
 import uvicorn
 from rich.console import Console
 from sqlalchemy import select
@@ -79,14 +80,22 @@ async def _valid_or_new_key(settings: Settings, saved: str | None) -> str:
         return secret
 
 
+def user_key_file() -> Path:
+    """Where `lexintel dev` also leaves its key, so the CLI finds it from any folder:
+    dev-api-key in the user's config folder ($XDG_CONFIG_HOME/lexintel, ~/.config/lexintel)."""
+    return Path(typer.get_app_dir("lexintel")) / "dev-api-key"
+
+
 def _development_key(settings: Settings, key_file: Path) -> str:
-    """The development API key: the one saved in `key_file` if it still works, else new."""
+    """The development API key: the one saved in `key_file` if it still works, else new.
+    Saved in `key_file` and in user_key_file()."""
     saved = key_file.read_text().strip() if key_file.exists() else None
     key = asyncio.run(_valid_or_new_key(settings, saved))
-    if key != saved:
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(key + "\n")
-        key_file.chmod(0o600)
+    for path in (key_file, user_key_file()):
+        if not path.exists() or path.read_text().strip() != key:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(key + "\n")
+            path.chmod(0o600)
     return key
 
 
@@ -163,17 +172,27 @@ def run_dev(
         migrate.upgrade(settings)
         key = _development_key(settings, data_dir / "dev-api-key")
         processes: list[subprocess.Popen[bytes]] = []
+        # Workers log to a file: their lines would break the live progress bars.
+        log_file = data_dir / "logs" / "workers.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
         try:
-            for _ in range(workers):
-                # Own sessions: Ctrl-C reaches only us, and we stop the workers in order.
-                processes.append(
-                    subprocess.Popen(worker_command(), start_new_session=True)  # noqa: S603
-                )
+            with log_file.open("ab") as log:
+                for _ in range(workers):
+                    # Own sessions: Ctrl-C reaches only us, and we stop the workers in order.
+                    processes.append(
+                        subprocess.Popen(  # noqa: S603
+                            worker_command(),
+                            start_new_session=True,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
             url = f"http://{host}:{port}"
             console.print(
                 f"\n[bold green]LexIntel is running[/bold green] with {workers} worker(s)\n"
                 f"  GraphiQL:  {url}/graphql\n"
                 f"  API key:   {key}\n"
+                f"  Worker log: {log_file}\n"
                 f"  (send it as `Authorization: Bearer <key>`; in GraphiQL's Headers pane:\n"
                 f'   {{"Authorization": "Bearer {key}"}}; Ctrl-C stops everything)\n'
             )

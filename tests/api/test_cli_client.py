@@ -14,6 +14,7 @@ from pathlib import Path
 from arq.worker import Worker
 from pypdf import PdfReader, PdfWriter
 
+from lexintel_core.local import free_port
 from tests.api.conftest import Api, Tenant
 from tests.jobs.conftest import make_pdf
 
@@ -75,6 +76,7 @@ async def test_ingest_a_folder_then_search_and_status(
     assert "DUPLICATE" in by_file["lease.pdf"]
     assert "FAILED" in by_file["locked.pdf"]
     assert "pdf_encrypted" in by_file["locked.pdf"]
+    assert "password-protected" in by_file["locked.pdf"]  # the error message, not "failed"
     assert peak >= 1  # the bars were fed by documentProgress subscriptions
 
     code, output = await _lexintel(
@@ -92,3 +94,14 @@ async def test_ingest_a_folder_then_search_and_status(
     code, output = await _lexintel(api, acme.key, "search", "deposit", "--case", "No such case")
     assert code == 1
     assert "NOT_FOUND" in output
+
+
+async def test_an_unreachable_api_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    closed = Api(app=None, port=free_port())  # type: ignore[arg-type]  # nothing listens
+    for command in (["search", "deposit"], ["ingest", str(tmp_path), "--case", "C"], ["status"]):
+        (tmp_path / "memo.txt").write_text("A memo.")
+        code, output = await _lexintel(closed, "lxk_unused", *command)
+        assert code == 1, output
+        assert "cannot reach the API at" in output, output
+        assert "Traceback" not in output
+        assert len(output.strip().splitlines()) <= 3, output

@@ -27,7 +27,7 @@ def _start(tmp_path: Path, ports: dict[str, int], command: str = "dev") -> subpr
         for name, value in os.environ.items()
         if name not in ("LEXINTEL_DATABASE_URL", "LEXINTEL_REDIS_URL")
     }
-    env.update({"LEXINTEL_EMBEDDING_PROVIDER": "hashing", "COLUMNS": "200"})
+    env.update(_user_env(tmp_path))
     arguments = [executable, command, "--workers", "1", "--port", str(ports["api"])]
     arguments += ["--db-port", str(ports["db"]), "--redis-port", str(ports["redis"])]
     return subprocess.Popen(
@@ -38,6 +38,15 @@ def _start(tmp_path: Path, ports: dict[str, int], command: str = "dev") -> subpr
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _user_env(tmp_path: Path) -> dict[str, str]:
+    # The user's config folder (where the key is also saved) inside the test's folder.
+    return {
+        "LEXINTEL_EMBEDDING_PROVIDER": "hashing",
+        "COLUMNS": "200",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
 
 
 def _wait_ready(client: httpx.Client, process: subprocess.Popen[str]) -> None:
@@ -113,6 +122,24 @@ def test_dev_stack_serves_processes_stops_cleanly_and_keeps_data(tmp_path: Path)
                 status = document["document"]["status"]  # type: ignore[index]
                 time.sleep(0.3)
             assert status == "READY"
+            # The CLI finds the key from any folder (saved in the user's config folder too).
+            elsewhere = tmp_path / "elsewhere"
+            elsewhere.mkdir()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LEXINTEL_")}
+            api = f"http://127.0.0.1:{ports['api']}"
+            executable = shutil.which("lexintel", path=str(Path(sys.executable).parent))
+            assert executable is not None
+            status_run = subprocess.run(
+                [executable, "status", "--api", api],
+                cwd=elsewhere,
+                env={**env, **_user_env(tmp_path)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert status_run.returncode == 0, status_run.stdout + status_run.stderr
+            assert "READY" in status_run.stdout
         finally:
             output = _stop(process)
         assert key in output  # printed for the user
@@ -150,4 +177,8 @@ def test_demo_ingests_the_samples_searches_and_stops_on_ctrl_c(tmp_path: Path) -
         assert any(name[:20] in line and "READY" in line for line in summary.splitlines()), name
     assert output.count("result(s) for") == 3
     assert "order-on-motion-to-dis" in output  # the trade secret question finds the order
+    # The workers' log lines go to a file, not between the live progress bars.
+    log = (tmp_path / ".lexintel" / "logs" / "workers.log").read_text()
+    assert "Starting worker" in log
+    assert "Starting worker" not in output
     assert process.returncode == 0, rest
