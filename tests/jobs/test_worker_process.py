@@ -187,3 +187,7 @@ async def test_every_log_line_of_a_job_names_its_document_job_and_try(
     assert job_lines
     assert all(f"document={document.id}" in line for line in job_lines), job_lines
     assert all(" job=document.process:" in line and " try=1 " in line for line in job_lines)
+    # arq's own line for the job's start names it, without its arguments (the payload).
+    [started] = [line for line in workers.logs().splitlines() if "→" in line]
+    assert "document.process(…)" in started, started
+    assert str(document.id) not in started
