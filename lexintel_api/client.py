@@ -145,6 +145,16 @@ def find_files(paths: Iterable[Path], patterns: list[str]) -> list[Path]:
 
 
 _ENDED = frozenset({"READY", "FAILED", "CANCELLED"})
+# Each stage's share of a document's bar: events give a stage's own percent (0-100).
+_STAGE_SPAN = {"QUEUED": (0, 0), "EXTRACT": (0, 70), "CHUNK": (70, 75), "EMBED": (75, 100)}
+
+
+def overall_percent(stage: str, percent: float) -> float:
+    """A document's progress over all stages, 0-100, from one event's stage and percent:
+    extraction (per page) fills the bar to 70 %, chunking to 75 %, embedding (per batch) to
+    100 %."""
+    start, end = _STAGE_SPAN.get(stage.upper(), (100, 100))
+    return start + (end - start) * min(max(percent, 0.0), 100.0) / 100
 
 
 @dataclass
@@ -201,7 +211,8 @@ async def _follow(client: ApiClient, outcome: Outcome, progress: Progress, task:
         state = f"{outcome.status.lower()} {str(event['stage']).lower()}"
         if event.get("message") and outcome.status not in _ENDED:
             state = f"{state}: {event['message']}"  # "OCR page 3 of 19"
-        progress.update(task, completed=float(event["percent"]), state=state)
+        completed = overall_percent(str(event["stage"]), float(event["percent"]))
+        progress.update(task, completed=completed, state=state)
 
 
 async def ingest(

@@ -14,6 +14,7 @@ from pathlib import Path
 from arq.worker import Worker
 from pypdf import PdfReader, PdfWriter
 
+from lexintel_api.client import overall_percent
 from lexintel_core.local import free_port
 from tests.api.conftest import Api, Tenant
 from tests.jobs.conftest import make_pdf
@@ -105,3 +106,11 @@ async def test_an_unreachable_api_is_one_line_not_a_traceback(tmp_path: Path) ->
         assert "cannot reach the API at" in output, output
         assert "Traceback" not in output
         assert len(output.strip().splitlines()) <= 3, output
+
+
+def test_a_documents_bar_moves_through_the_stages_in_order() -> None:
+    steps = [("QUEUED", 0), ("EXTRACT", 0), ("EXTRACT", 50), ("EXTRACT", 100), ("CHUNK", 100)]
+    steps += [("EMBED", 0), ("EMBED", 40), ("EMBED", 100), ("DONE", 100)]
+    bar = [overall_percent(stage, percent) for stage, percent in steps]
+    assert bar == sorted(bar)
+    assert (bar[2], bar[-1]) == (35, 100)
