@@ -24,6 +24,7 @@ from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
 from lexintel_api.graphql.schema import create_schema
@@ -68,7 +69,11 @@ async def readyz(request: Request) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings if settings is not None else Settings()
-    protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL]
+    protocols = [
+        GRAPHQL_TRANSPORT_WS_PROTOCOL,
+        GRAPHQL_SSE_PROTOCOL,
+        MULTIPART_SUBSCRIPTION_PROTOCOL,
+    ]
     if settings.api_legacy_graphql_ws:
         protocols.append(GRAPHQL_WS_PROTOCOL)
     graphql = LexIntelGraphQL(

@@ -24,10 +24,15 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> None:
-    body = json.dumps(
+def error_body(code: ErrorCode, message: str) -> bytes:
+    """The JSON body of a request refused before GraphQL ran."""
+    return json.dumps(
         {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
     ).encode()
+
+
+async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> None:
+    body = error_body(code, message)
     await send(
         {
             "type": "http.response.start",

@@ -24,6 +24,7 @@ from lexintel_api.graphql.documents.queries import DocumentQueries
 from lexintel_api.graphql.documents.subscriptions import DocumentSubscriptions
 from lexintel_api.graphql.errors import ErrorCodes, is_expected
 from lexintel_api.graphql.search.queries import SearchQueries
+from lexintel_api.graphql.strings import StringRule
 from lexintel_api.graphql.system.queries import SystemQueries
 from lexintel_core.errors import Unauthenticated
 from lexintel_core.settings import Settings
@@ -99,6 +100,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
             partial(MaxTokensLimiter, max_token_count=settings.api_max_query_tokens),
             partial(MaxAliasesLimiter, max_alias_count=settings.api_max_aliases),
             introspection,
+            StringRule,
             ErrorCodes,
         ],
     )

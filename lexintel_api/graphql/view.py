@@ -1,21 +1,45 @@
-"""Strawberry's ASGI view with LexIntel's context and WebSocket authentication."""
+"""Strawberry's ASGI view with LexIntel's context and WebSocket authentication, and the
+edge rule for HTTP: a request that is not a well-formed GraphQL request gets a 4xx with a
+stable code (a JSON body like every other refusal), never a 500."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from lexintel_api.auth import authenticate, bearer_token
 from lexintel_api.graphql.context import Context
+from lexintel_api.graphql.http_request import (
+    BadRequest,
+    decode_json,
+    operation_of,
+    operations_with_files,
+)
+from lexintel_api.guards import error_body
 from lexintel_api.services import Services
 from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
 from lexintel_core.errors import ErrorCode, Unauthenticated
+
+SUBSCRIPTION_TRANSPORTS = (
+    "a subscription needs a streaming transport: a WebSocket (graphql-transport-ws), "
+    "GraphQL over SSE (POST with `Accept: text/event-stream`) or incremental delivery over "
+    'HTTP (`Accept: multipart/mixed;subscriptionSpec="1.0"`)'
+)
 
 
 def services_of(request: HTTPConnection) -> Services:
@@ -24,6 +48,90 @@ def services_of(request: HTTPConnection) -> Services:
 
 
 class LexIntelGraphQL(GraphQL[Context, None]):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            try:
+                response = await self.run(request)
+            except HTTPException as exc:
+                code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.INVALID_INPUT
+                response = Response(
+                    error_body(code, exc.reason), exc.status_code, media_type="application/json"
+                )
+            await response(scope, receive, send)
+        finally:
+            await request.close()  # the uploaded files, also those no resolver got to close
+
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_json(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"the request is not valid JSON: {exc.msg}") from exc
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        content_type, _ = parse_content_type(request.content_type or "")
+        if request.method == "POST" and "application/json" in content_type:
+            data = self.parse_json(await request.get_body())
+            if isinstance(data, dict):
+                transport = self._get_stream_transport_from_headers(request.headers)
+                return operation_of(data, transport.protocol if transport else "http")
+            if not isinstance(data, list):
+                raise BadRequest(
+                    "the request body must be a JSON object with `query` and optionally "
+                    "`variables`, `operationName` and `extensions`"
+                )
+        # GET, multipart (checked in parse_multipart) and batches, which Strawberry refuses.
+        return await super().parse_http_body(request)
+
+    async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> Any:
+        try:
+            form = await request.get_form_data()
+        except StarletteHTTPException as exc:
+            raise BadRequest(f"the multipart body cannot be parsed: {exc.detail}") from exc
+        return operations_with_files(form.form)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, except that a subscription is refused: over plain HTTP it would
+        run like a query and fail inside, its field returning a stream."""
+        method = request_adapter.method
+        allowed = OperationType.from_http(method) - {OperationType.SUBSCRIPTION}
+        if not self.allow_queries_via_get and method == "GET":
+            allowed -= {OperationType.QUERY}
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                raise BadRequest(SUBSCRIPTION_TRANSPORTS) from exc
+            raise BadRequest(exc.as_http_error_reason(method)) from exc
+        except CannotGetOperationTypeError as exc:
+            raise BadRequest(exc.as_http_error_reason()) from exc
+        except MissingQueryError as exc:
+            raise BadRequest("No GraphQL query found in the request") from exc
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
     ) -> Context:

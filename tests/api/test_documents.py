@@ -236,15 +236,22 @@ async def test_a_resume_position_that_is_not_ascii_digits_is_a_400(
     assert response.json()["error"]["code"] == "INVALID_INPUT"
 
 
-async def test_graphql_over_sse_subscription(
-    api: Api, worker: Worker, tenant: Callable[[str], Awaitable[Tenant]]
-) -> None:
+async def _progress_request(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]]
+) -> tuple[str, dict[str, Any]]:
+    """A tenant's key and the body of a documentProgress subscription of a READY document."""
     acme = await tenant("Acme LLP")
     case_id = await create_case(api, acme.key)
     document_id = await upload(api, acme.key, case_id, b"Plain text notes.", "notes.txt")
     await _ready(api, acme.key, document_id)
-    body = {"query": PROGRESS, "variables": {"id": document_id}}
-    headers = {"Authorization": f"Bearer {acme.key}", "Accept": "text/event-stream"}
+    return acme.key, {"query": PROGRESS, "variables": {"id": document_id}}
+
+
+async def test_graphql_over_sse_subscription(
+    api: Api, worker: Worker, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    key, body = await _progress_request(api, tenant)
+    headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
     async with (
         httpx.AsyncClient(base_url=api.url, timeout=30) as client,
         aconnect_sse(client, "POST", "/graphql", json=body, headers=headers) as source,
@@ -252,6 +259,23 @@ async def test_graphql_over_sse_subscription(
         messages = [(sse.event, sse.data) async for sse in source.aiter_sse()]
     assert [kind for kind, _ in messages] == ["next", "complete"]
     assert json.loads(messages[0][1])["data"]["documentProgress"]["status"] == "READY"
+
+
+async def test_a_subscription_over_http_incremental_delivery(
+    api: Api, worker: Worker, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    # What GraphiQL and Apollo clients send for a subscription over plain HTTP.
+    key, body = await _progress_request(api, tenant)
+    accept = 'multipart/mixed;subscriptionSpec="1.0", application/json'
+    headers = {"Authorization": f"Bearer {key}", "Accept": accept}
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        response = await client.post("/graphql", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("multipart/mixed")
+    parts = [part.partition("\r\n\r\n")[2].strip() for part in response.text.split("--graphql")]
+    payloads = [json.loads(part).get("payload") for part in parts if part.startswith("{")]
+    statuses = [p["data"]["documentProgress"]["status"] for p in payloads if p]
+    assert statuses == ["READY"], response.text
 
 
 async def test_queue_stats_count_jobs_and_live_workers(
