@@ -1,45 +1,57 @@
-"""Relay-style connections with opaque keyset cursors (no OFFSET scans on deep pages)."""
+# Strawberry's relay types bind their node type to relay.Node; ours are not (see NodeType).
+# mypy: disable-error-code="type-var"
+"""Relay connections (`strawberry.relay`) with opaque keyset cursors (no OFFSET scans on deep
+pages) and the list's `totalCount`, counted only when asked for."""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import strawberry
+from sqlalchemy import Select, func, select
+from strawberry import relay
 
+from lexintel_core.db import SessionFactory
 from lexintel_core.errors import InvalidInput
 
 MAX_PAGE_SIZE = 100
 
 NodeT = TypeVar("NodeT")
+# Strawberry's relay types bind their node type to `relay.Node` (global ids); ours keep UUID
+# ids, so the connection has a type variable of its own, named like relay's: Strawberry
+# resolves generic fields by the variable's name.
+NodeType = TypeVar("NodeType")
 RowT = TypeVar("RowT")
 KeyT = TypeVar("KeyT")
 
 
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+@strawberry.type(description="A page of a list: its edges (or nodes) and where it sits.")
+class Connection(relay.Connection[NodeType]):
+    total: strawberry.Private[Callable[[], Awaitable[int]]]
 
+    @strawberry.field(description="How many items the whole list holds, over all pages.")
+    async def total_count(self) -> int:
+        return await self.total()
 
-@strawberry.type
-class Edge(Generic[NodeT]):
-    cursor: str
-    node: NodeT
-
-
-@strawberry.type
-class Connection(Generic[NodeT]):
-    edges: list[Edge[NodeT]]
-    page_info: PageInfo
-
-    @strawberry.field
-    def nodes(self) -> list[NodeT]:
+    @strawberry.field(description="The page's nodes, without their cursors.")
+    def nodes(self) -> list[NodeType]:
         return [edge.node for edge in self.edges]
+
+
+def counter(sessions: SessionFactory, statement: Select[Any]) -> Callable[[], Awaitable[int]]:
+    """Counts the rows of `statement` (the list's query without cursor or limit) when called."""
+
+    async def total() -> int:
+        counted = select(func.count()).select_from(statement.order_by(None).subquery())
+        async with sessions() as session:
+            return int(await session.scalar(counted) or 0)
+
+    return total
 
 
 def page_size(first: int) -> int:
@@ -72,13 +84,21 @@ def connection(
     first: int,
     key: Callable[[RowT], Sequence[Any]],
     node: Callable[[RowT], NodeT],
+    *,
+    after: str | None,
+    total: Callable[[], Awaitable[int]],
 ) -> Connection[NodeT]:
-    """A page from `rows` fetched with limit first + 1 (the extra row says there is more)."""
+    """A page from `rows` fetched with limit first + 1 (the extra row says there is more),
+    after the cursor `after` (so there is a previous page when it is given)."""
     page = rows[:first]
-    edges = [Edge(cursor=encode_cursor(key(row)), node=node(row)) for row in page]
+    edges = [relay.Edge(cursor=encode_cursor(key(row)), node=node(row)) for row in page]
     return Connection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+        page_info=relay.PageInfo(
+            has_next_page=len(rows) > first,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
         ),
+        total=total,
     )

@@ -127,7 +127,11 @@ async def test_lists_page_with_cursors_newest_first(
     created = [await create_case(api, acme.key, f"Case {n}") for n in range(5)]
     query = """
     query($after: String) {
-      cases(first: 2, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } }
+      cases(first: 2, after: $after) {
+        totalCount
+        edges { cursor node { id } }
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      }
     }
     """
     seen: list[str] = []
@@ -135,13 +139,30 @@ async def test_lists_page_with_cursors_newest_first(
     pages = 0
     while True:
         page = (await execute(api, acme.key, query, after=after))["cases"]
-        seen += [node["id"] for node in page["nodes"]]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        info = page["pageInfo"]
+        assert page["totalCount"] == 5  # the whole list, on every page
+        assert info["hasPreviousPage"] is (after is not None)
+        assert (info["startCursor"], info["endCursor"]) == (
+            page["edges"][0]["cursor"],
+            page["edges"][-1]["cursor"],
+        )
         pages += 1
-        if not page["pageInfo"]["hasNextPage"]:
+        if not info["hasNextPage"]:
             break
-        after = page["pageInfo"]["endCursor"]
+        after = info["endCursor"]
     assert pages == 3
     assert seen == created[::-1]
+    # Counted with the list's filters: another tenant's cases are not in it.
+    other = await tenant("Other LLP")
+    await create_case(api, other.key, "Theirs")
+    assert (await execute(api, acme.key, query, after=None))["cases"]["totalCount"] == 5
+    chunks_and_documents = """
+    { documents(first: 1) { totalCount } cases(first: 1) { nodes { documents { totalCount } } } }
+    """
+    counts = await execute(api, acme.key, chunks_and_documents)
+    assert counts["documents"]["totalCount"] == 0
+    assert counts["cases"]["nodes"][0]["documents"]["totalCount"] == 0
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from lexintel_api.graphql.context import Context
 from lexintel_api.graphql.pagination import (
     Connection,
     connection,
+    counter,
     created_key,
     decode_cursor,
     page_size,
@@ -28,6 +29,7 @@ class CaseQueries:
         principal = info.context.require_principal()
         size = page_size(first)
         statement = select(Case).where(Case.organization_id == principal.organization_id)
+        total = counter(info.context.services.sessions, statement)
         key = decode_cursor(after, created_key)
         if key is not None:
             statement = statement.where(tuple_(Case.created_at, Case.id) < key)
@@ -35,7 +37,12 @@ class CaseQueries:
         async with info.context.services.sessions() as session:
             rows = list(await session.scalars(statement))
         return connection(
-            rows, size, lambda c: [c.created_at.isoformat(), str(c.id)], CaseType.from_model
+            rows,
+            size,
+            lambda c: [c.created_at.isoformat(), str(c.id)],
+            CaseType.from_model,
+            after=after,
+            total=total,
         )
 
     @strawberry.field

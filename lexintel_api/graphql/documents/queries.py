@@ -12,6 +12,7 @@ from lexintel_api.graphql.documents.types import DocumentType
 from lexintel_api.graphql.pagination import (
     Connection,
     connection,
+    counter,
     created_key,
     decode_cursor,
     page_size,
@@ -40,6 +41,7 @@ async def document_page(
         statement = statement.where(Document.case_id == case_id)
     if status is not None:
         statement = statement.where(Document.status == status)
+    total = counter(context.services.sessions, statement)
     key = decode_cursor(after, created_key)
     if key is not None:
         statement = statement.where(tuple_(Document.created_at, Document.id) < key)
@@ -47,7 +49,12 @@ async def document_page(
     async with context.services.sessions() as session:
         rows = list(await session.scalars(statement))
     return connection(
-        rows, size, lambda d: [d.created_at.isoformat(), str(d.id)], DocumentType.from_model
+        rows,
+        size,
+        lambda d: [d.created_at.isoformat(), str(d.id)],
+        DocumentType.from_model,
+        after=after,
+        total=total,
     )
 
 

@@ -10,7 +10,13 @@ import strawberry
 from sqlalchemy import select
 
 from lexintel_api.graphql.context import Context
-from lexintel_api.graphql.pagination import Connection, connection, decode_cursor, page_size
+from lexintel_api.graphql.pagination import (
+    Connection,
+    connection,
+    counter,
+    decode_cursor,
+    page_size,
+)
 from lexintel_core.coverage import TextCoverage
 from lexintel_core.models import Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent, Stage
@@ -189,13 +195,16 @@ class DocumentType:
         size = page_size(first)
         after_ordinal = decode_cursor(after, lambda key: int(key[0]))
         statement = select(DocumentChunk).where(DocumentChunk.document_id == self.id)
+        total = counter(info.context.services.sessions, statement)
         if after_ordinal is not None:
             statement = statement.where(DocumentChunk.ordinal > after_ordinal)
         statement = statement.order_by(DocumentChunk.ordinal).limit(size + 1)
         # `self` was loaded under the caller's organization, so its chunks are theirs.
         async with info.context.services.sessions() as session:
             rows = list(await session.scalars(statement))
-        return connection(rows, size, lambda c: [c.ordinal], ChunkType.from_model)
+        return connection(
+            rows, size, lambda c: [c.ordinal], ChunkType.from_model, after=after, total=total
+        )
 
 
 @strawberry.type
