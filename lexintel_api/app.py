@@ -1,7 +1,8 @@
 """The ASGI application: `uvicorn lexintel_api.app:app`, or `create_app(settings)`.
 
 Routes: `/graphql` (GraphiQL for browsers; GraphQL over HTTP, multipart uploads, WebSocket
-`graphql-transport-ws`, GraphQL over SSE), `/api/documents/{id}/progress` (plain SSE),
+`graphql-transport-ws`, GraphQL over SSE), `/graphql/assets/{name}` (GraphiQL's scripts and
+styles, served here: no CDN), `/api/documents/{id}/progress` (plain SSE),
 `/healthz` (the process is alive), `/readyz` (database, Redis and migrations ready) and
 `/metrics` (Prometheus; no API key: keep it off the public network).
 """
@@ -27,6 +28,7 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
+from lexintel_api.graphiql import graphiql_asset
 from lexintel_api.graphql.schema import create_schema
 from lexintel_api.graphql.view import LexIntelGraphQL, services_of
 from lexintel_api.guards import PREFLIGHT_HEADERS, OutageGuard, UploadGuard
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/api/documents/{document_id}/progress", progress_stream),
         Route("/graphql", graphql),
+        Route("/graphql/assets/{name}", graphiql_asset, methods=["GET"]),
         WebSocketRoute("/graphql", graphql),
     ]
     app = Starlette(

@@ -363,8 +363,8 @@ def demo(
 
         document_id = asyncio.run(_tour())
         console.print(
-            f"\n[bold]Explore[/bold] {url}/graphql with the header "
-            f'{{"Authorization": "Bearer {key}"}}, for example:\n'
+            f"\n[bold]Explore[/bold] {url}/graphql (paste the key {key} into GraphiQL's "
+            "API key field), for example:\n"
             f'  subscription {{ documentProgress(documentId: "{document_id}") '
             "{ seq status stage percent } }\n"
             '  query { search(query: "governing law", limit: 3) { filename pageStart snippet } }'

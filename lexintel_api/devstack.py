@@ -193,8 +193,8 @@ def run_dev(
                 f"  GraphiQL:  {url}/graphql\n"
                 f"  API key:   {key}\n"
                 f"  Worker log: {log_file}\n"
-                f"  (send it as `Authorization: Bearer <key>`; in GraphiQL's Headers pane:\n"
-                f'   {{"Authorization": "Bearer {key}"}}; Ctrl-C stops everything)\n'
+                f"  (send it as `Authorization: Bearer <key>`; GraphiQL asks for it once;\n"
+                f"   Ctrl-C stops everything)\n"
             )
             server = uvicorn.Server(
                 uvicorn.Config(

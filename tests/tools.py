@@ -22,6 +22,9 @@ fails the test instead, so nothing is silently left out there:
 install them; tests/e2e/test_docker.py checks it against the code, docker/Dockerfile and
 .ci/run. A program the code starts to run goes into this table first.
 
+`require_graphiql_assets()` does the same for GraphiQL's browser assets (React, GraphiQL), which
+npm installs (scripts/_env runs `npm ci --prefix lexintel_api/graphiql`).
+
 The shared test corpora (../shared/corpus) have their own helper: tests/corpus.py.
 """
 
@@ -33,6 +36,8 @@ import shutil
 from typing import NoReturn
 
 import pytest
+
+from lexintel_api.graphiql import INSTALL_COMMAND, missing_assets
 
 # Program -> the Debian packages that install it (and the data it needs).
 DEBIAN_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -82,4 +87,14 @@ def require_module(module: str, extra: str) -> None:
             f"needs the `{extra}` extra ({module} is not installed): "
             f"{_BEFORE_EXTRA.get(extra, '')}pip install -e '.[test,{extra}]'; "
             "scripts/test installs it"
+        )
+
+
+def require_graphiql_assets() -> None:
+    """Skips (fails in CI) when GraphiQL's browser assets are not installed from npm."""
+    missing = missing_assets()
+    if missing:
+        unavailable(
+            f"needs GraphiQL's assets ({', '.join(missing)} not installed): "
+            f"{INSTALL_COMMAND}; scripts/test runs it"
         )

@@ -10,7 +10,7 @@ from typing import Any, cast
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -23,6 +23,7 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from lexintel_api.auth import authenticate, bearer_token
+from lexintel_api.graphiql import graphiql_page
 from lexintel_api.graphql.context import Context
 from lexintel_api.graphql.http_request import (
     BadRequest,
@@ -131,6 +132,10 @@ class LexIntelGraphQL(GraphQL[Context, None]):
             raise BadRequest(exc.as_http_error_reason()) from exc
         except MissingQueryError as exc:
             raise BadRequest("No GraphQL query found in the request") from exc
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        """GraphiQL from this API's own assets (no CDN): see lexintel_api.graphiql."""
+        return graphiql_page(request)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None

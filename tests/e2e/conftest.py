@@ -1,0 +1,3 @@
+"""The browser tests drive the real server (fixtures of tests/api)."""
+
+from tests.api.conftest import api, api_settings, tenant  # noqa: F401 - fixtures used here
