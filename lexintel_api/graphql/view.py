@@ -36,6 +36,8 @@ from lexintel_api.services import Services
 from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
 from lexintel_core.errors import ErrorCode, Unauthenticated
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+_MEDIA_TYPE = "lexintel_media_type"  # set on a request's sub-response by process_result
 SUBSCRIPTION_TRANSPORTS = (
     "a subscription needs a streaming transport: a WebSocket (graphql-transport-ws), "
     "GraphQL over SSE (POST with `Accept: text/event-stream`) or incremental delivery over "
@@ -132,6 +134,32 @@ class LexIntelGraphQL(GraphQL[Context, None]):
             raise BadRequest(exc.as_http_error_reason()) from exc
         except MissingQueryError as exc:
             raise BadRequest("No GraphQL query found in the request") from exc
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        request.state.sub_response = sub_response
+        return sub_response
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        """GraphQL over HTTP for a client that accepts application/graphql-response+json:
+        that media type, and a request error (the document does not parse or validate, the
+        variables do not coerce: nothing ran, so no error has a path) is a 400 without
+        `data`. Plain application/json clients get 200 and `data: null`, as before."""
+        response = await super().process_result(request, result)
+        if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
+            sub_response: Response = request.state.sub_response
+            setattr(sub_response, _MEDIA_TYPE, GRAPHQL_RESPONSE)
+            request_error = result.data is None and bool(result.errors)
+            if request_error and all(error.path is None for error in result.errors or []):
+                sub_response.status_code = 400
+                response.pop("data", None)
+        return response
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if getattr(sub_response, _MEDIA_TYPE, None) == GRAPHQL_RESPONSE:
+            response.headers["content-type"] = GRAPHQL_RESPONSE
+        return response
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """GraphiQL from this API's own assets (no CDN): see lexintel_api.graphiql."""
