@@ -31,6 +31,7 @@ from lexintel_api.graphql.http_request import (
     operation_of,
     operations_with_files,
 )
+from lexintel_api.graphql.transport_ws import TransportWSHandler
 from lexintel_api.guards import error_body
 from lexintel_api.services import Services
 from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
@@ -51,6 +52,8 @@ def services_of(request: HTTPConnection) -> Services:
 
 
 class LexIntelGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = TransportWSHandler
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)

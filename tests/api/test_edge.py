@@ -314,3 +314,29 @@ async def test_a_websocket_message_with_a_number_too_long_closes_as_bad_input(
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4400  # graphql-transport-ws: invalid message
     await _still_answers(api, acme.key)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "subscribe", "id": "1", "payload": None},
+        {"type": "subscribe", "id": "1", "payload": {"query": 5}},
+        {"type": "subscribe", "id": 1, "payload": {"query": "{ __typename }"}},
+        {"type": "subscribe", "id": "1", "payload": {"query": "{ a }", "variables": [1]}},
+        ["not", "an", "object"],
+    ],
+)
+async def test_a_websocket_message_of_the_wrong_shape_closes_as_invalid(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]], message: object
+) -> None:
+    acme = await tenant("Acme LLP")
+    async with websockets.connect(api.ws_url, subprotocols=WS_PROTOCOLS) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {acme.key}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        await ws.send(json.dumps(message))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4400  # graphql-transport-ws: invalid message
+    await _still_answers(api, acme.key)

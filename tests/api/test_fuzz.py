@@ -17,10 +17,12 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from lexintel_api.graphql.schema import create_schema
 from lexintel_core.settings import Settings
-from tests.api.conftest import Api, Tenant, create_case
+from tests.api.conftest import WS_PROTOCOLS, Api, Tenant, create_case
 
 FUZZ_EXAMPLES = int(os.environ.get("LEXINTEL_FUZZ_EXAMPLES", "60"))
 _SETTINGS = settings(
@@ -183,5 +185,68 @@ async def test_raw_http_bodies_and_headers_never_fail_inside(
         body, content_type, accept = example
         headers = {"Content-Type": content_type, "Accept": accept}
         return client.post("/graphql", content=body, headers=headers)
+
+    await _fuzz(api, acme.key, examples, send)
+
+
+# graphql-transport-ws messages, well formed or not, after a valid connection_init or none.
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), HOSTILE),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_MESSAGES = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["subscribe", "complete", "ping", "pong", "next", "error"]),
+            "id": st.one_of(st.text(max_size=5), st.integers(), st.none()),
+            "payload": st.one_of(
+                _JSON,
+                st.fixed_dictionaries(
+                    {"query": st.one_of(st.sampled_from(_VARIABLE_OPERATIONS), HOSTILE)},
+                    optional={"variables": st.dictionaries(st.just("s"), HOSTILE)},
+                ),
+            ),
+        }
+    ).map(json.dumps),
+    _JSON.map(json.dumps),
+    st.text(max_size=200),
+)
+# Close codes a client may get: normal ends and the protocol's own 44xx refusals; never 1011
+# (an error inside the server) or a 45xx.
+_CLIENT_CLOSE_CODES = {1000, 1001, 1005} | set(range(4400, 4500))
+
+
+async def test_websocket_messages_never_fail_inside(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    acme = await tenant("Acme LLP")
+    examples = st.tuples(st.booleans(), st.lists(_MESSAGES, min_size=1, max_size=4))
+
+    def send(_client: httpx.Client, example: tuple[bool, list[str]]) -> httpx.Response:
+        initialised, messages = example
+        received: list[str | bytes] = []
+        closed_with: int | None = None
+        with connect(api.ws_url, subprotocols=WS_PROTOCOLS, open_timeout=10) as ws:
+            if initialised:
+                init = {
+                    "type": "connection_init",
+                    "payload": {"authorization": f"Bearer {acme.key}"},
+                }
+                ws.send(json.dumps(init))
+            try:
+                for message in messages:
+                    ws.send(message)
+                while True:
+                    received.append(ws.recv(timeout=0.3))
+            except TimeoutError:
+                pass  # the socket is open and quiet: the server took the messages
+            except ConnectionClosed as closed:
+                closed_with = closed.rcvd.code if closed.rcvd is not None else 1006
+        assert closed_with is None or closed_with in _CLIENT_CLOSE_CODES, (closed_with, received)
+        assert not any("INTERNAL_SERVER_ERROR" in str(message) for message in received), received
+        return httpx.Response(200)
 
     await _fuzz(api, acme.key, examples, send)
