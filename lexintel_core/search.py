@@ -17,7 +17,9 @@ did, a query word found in more than `search_common_term_share` of the organizat
 (and in more than `search_common_depth` chunks) does not bring candidates of its own: it adds
 its BM25 share to the `search_common_depth` best chunks that the rarer words found (when every
 word is common, the rarest one finds them; when they find fewer chunks than wanted, as in a
-small case, every word does). That keeps a ranking's cost to the postings of the rare words.
+small case, every word does). That keeps a ranking's cost to the postings of the rare words;
+across a whole organization only each word's `search_term_depth` postings of highest impact
+are read (migration 0005), so the cost does not grow with the organization's size.
 """
 
 from __future__ import annotations
