@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +23,7 @@ from websockets.sync.client import connect
 
 from lexintel_api.graphql.schema import create_schema
 from lexintel_core.settings import Settings
-from tests.api.conftest import WS_PROTOCOLS, Api, Tenant, create_case
+from tests.api.conftest import WS_PROTOCOLS, Api, Tenant, create_case, execute, upload
 
 FUZZ_EXAMPLES = int(os.environ.get("LEXINTEL_FUZZ_EXAMPLES", "60"))
 _SETTINGS = settings(
@@ -248,5 +249,52 @@ async def test_websocket_messages_never_fail_inside(
         assert closed_with is None or closed_with in _CLIENT_CLOSE_CODES, (closed_with, received)
         assert not any("INTERNAL_SERVER_ERROR" in str(message) for message in received), received
         return httpx.Response(200)
+
+    await _fuzz(api, acme.key, examples, send)
+
+
+def _escape(text: str) -> str:
+    """Percent-encoded UTF-8, lone surrogates too (as the invalid bytes a raw client sends);
+    at most 2,000 characters, so that the URL stays one a client can send."""
+    return quote(text[:2000].encode("utf-8", "surrogatepass"), safe="")
+
+
+async def test_sse_stream_requests_never_fail_inside(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    acme = await tenant("Acme LLP")
+    case_id = await create_case(api, acme.key)
+    document_id = await upload(api, acme.key, case_id, b"Plain text notes.", "notes.txt")
+    stream = "mutation($id: UUID!) { createProgressStream(documentId: $id) { url token } }"
+    issued = (await execute(api, acme.key, stream, id=document_id))["createProgressStream"]
+    ids = st.one_of(st.just(document_id), st.uuids().map(str), HOSTILE)
+    digit_likes = st.sampled_from(["²", "٣", "١٢", "-1", "1.0", " 1", "1e3", "0x1"])
+    tokens = st.one_of(st.just(issued["token"]), st.none(), HOSTILE)
+    # A header value is Latin-1 bytes without control characters on the wire (HTTP itself
+    # refuses the rest); the query parameter takes any text.
+    positions = st.one_of(st.none(), st.integers(-5, 10**20).map(str), digit_likes, HOSTILE)
+    latin1 = st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f")
+    header_positions = st.one_of(st.none(), st.text(alphabet=latin1, max_size=30))
+    examples = st.tuples(ids, tokens, positions, header_positions)
+
+    def send(
+        client: httpx.Client, example: tuple[str, str | None, str | None, str | None]
+    ) -> httpx.Response:
+        document, token, position, header = example
+        query = "&".join(
+            f"{name}={_escape(value)}"
+            for name, value in (("token", token), ("lastEventId", position))
+            if value is not None
+        )
+        header = header.strip() if header is not None else ""
+        headers = {b"Last-Event-ID": header.encode("latin-1")} if header else {}
+        url = f"/api/documents/{_escape(document)}/progress?{query}"
+        with client.stream("GET", url, headers=headers, timeout=10) as response:
+            if response.status_code != 200:
+                response.read()
+                return response
+            # A live stream (the document is still QUEUED): its start is what is checked.
+            assert response.headers["content-type"].startswith("text/event-stream")
+            return httpx.Response(200)
 
     await _fuzz(api, acme.key, examples, send)
