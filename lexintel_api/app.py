@@ -32,7 +32,7 @@ from lexintel_api.graphiql import graphiql_asset
 from lexintel_api.graphql.schema import create_schema
 from lexintel_api.graphql.view import LexIntelGraphQL, services_of
 from lexintel_api.guards import PREFLIGHT_HEADERS, OutageGuard, UploadGuard
-from lexintel_api.metrics import ApiMetrics, MetricsMiddleware
+from lexintel_api.metrics import ApiMetrics, http_middleware
 from lexintel_api.services import open_services
 from lexintel_api.sse import progress_stream
 from lexintel_core import migrate
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(MetricsMiddleware, metrics=metrics, routes=routes),
+            http_middleware(),
             Middleware(OutageGuard),
             Middleware(
                 CORSMiddleware,

@@ -1,49 +1,51 @@
-"""Prometheus metrics of one API app, in the app's own registry (`create_app` may run many
-times in one process): HTTP requests by method, route template and status, their latency, and
-the progress hub's live subscriptions and Redis reconnects, read when `/metrics` is scraped."""
+"""Prometheus metrics of the API: HTTP requests by method, route template and status, their
+latency and those in progress (starlette-exporter's middleware, `http_middleware`), and the
+progress hub's live subscriptions and Redis reconnects, read when `/metrics` is scraped.
+
+starlette-exporter keeps its metrics in prometheus-client's process-wide registry (one app per
+API process); the hub's numbers come from the app's own registry (`create_app` may run many
+times in one process, as the tests do). `/metrics` serves both.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.datastructures import State
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette_exporter import PrometheusMiddleware
 
 from lexintel_api.services import Services
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_UNMATCHED = "<unmatched>"  # one label for every unknown path: no unbounded label values
+PREFIX = "lexintel_api_http"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf"))
+
+
+def http_middleware() -> Middleware:
+    """Counts and times every HTTP request: `lexintel_api_http_requests_total` and
+    `lexintel_api_http_request_duration_seconds` by method, route template (`path`; one
+    `__unknown__` for paths no route matches, so no unbounded label values) and status,
+    and `lexintel_api_http_requests_in_progress`."""
+    options: dict[str, Any] = {
+        "app_name": "lexintel_api",
+        "prefix": PREFIX,
+        "group_paths": True,
+        "group_unhandled_paths": True,
+        "filter_unhandled_paths": False,
+        "buckets": _LATENCY_BUCKETS,
+        "optional_metrics": [],
+    }
+    return Middleware(PrometheusMiddleware, **options)
 
 
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "lexintel_api_http_requests",
-            "HTTP requests answered, by method, route template and status.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "lexintel_api_http_request_duration_seconds",
-            "Time from a request's arrival to the end of its response (streams: their lifetime).",
-            ["method", "route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
 
     def watch_hub(self, state: State) -> None:
         """Report the hub of `state.services` (set by the app's lifespan) at scrape time."""
@@ -51,7 +53,8 @@ class ApiMetrics:
 
     async def endpoint(self, request: Request) -> Response:
         """`GET /metrics`, in the Prometheus text format."""
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(REGISTRY) + generate_latest(self.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 class _HubCollector:
@@ -75,41 +78,3 @@ class _HubCollector:
             "Times the progress hub reconnected its Redis Pub/Sub connection.",
             value=hub.reconnects,
         )
-
-
-class MetricsMiddleware:
-    """Pure ASGI: counts and times every HTTP request (WebSockets are left alone)."""
-
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics, routes: Sequence[BaseRoute]) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.routes = routes
-
-    def _route(self, scope: Scope) -> str:
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:
-                path = getattr(route, "path", None)
-                return path if isinstance(path, str) else _UNMATCHED
-        return _UNMATCHED
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-        route = self._route(scope)
-        status = 500  # unless a response starts: an exception, or a dropped connection
-        started = time.perf_counter()
-
-        async def send_counted(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_counted)
-        finally:
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
