@@ -8,13 +8,15 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from arq.worker import Worker
 from pypdf import PdfReader, PdfWriter
+from rich.progress import Progress
 
-from lexintel_api.client import overall_percent
+from lexintel_api.client import Outcome, _follow, overall_percent
 from lexintel_core.local import free_port
 from tests.api.conftest import Api, Tenant
 from tests.jobs.conftest import make_pdf
@@ -114,3 +116,32 @@ def test_a_documents_bar_moves_through_the_stages_in_order() -> None:
     bar = [overall_percent(stage, percent) for stage, percent in steps]
     assert bar == sorted(bar)
     assert (bar[2], bar[-1]) == (35, 100)
+
+
+async def test_a_failed_documents_bar_stops_where_it_failed_in_red() -> None:
+    events = [
+        {"status": "QUEUED", "stage": "QUEUED", "percent": 0, "message": ""},
+        {"status": "EXTRACTING", "stage": "EXTRACT", "percent": 40, "message": "page 2 of 5"},
+        {
+            "status": "FAILED",
+            "stage": "DONE",
+            "percent": 100,
+            "message": "failed",
+            "errorCode": "pdf_corrupt",
+            "errorMessage": "the PDF is damaged",
+        },
+    ]
+
+    class Client:
+        async def subscribe(self, query: str, **variables: Any) -> AsyncIterator[dict[str, Any]]:
+            for event in events:
+                yield {"documentProgress": event}
+
+    progress = Progress()
+    task = progress.add_task("broken.pdf", total=100.0, state="queued")
+    outcome = Outcome(Path("broken.pdf"), document_id="d1")
+    await _follow(Client(), outcome, progress, task)  # type: ignore[arg-type]
+    [shown] = progress.tasks
+    assert shown.completed == 28  # 40 % of extraction: not a full bar
+    assert shown.fields["state"] == "[red]failed: pdf_corrupt[/red]"
+    assert (outcome.status, outcome.message) == ("FAILED", "the PDF is damaged")
