@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import strawberry
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, tuple_
 from strawberry import relay
 
 from lexintel_core.db import SessionFactory
@@ -100,5 +100,33 @@ def connection(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
+        total=total,
+    )
+
+
+async def newest_first(
+    sessions: SessionFactory,
+    statement: Select[Any],
+    model: Any,
+    first: int,
+    after: str | None,
+    node: Callable[[Any], NodeT],
+) -> Connection[NodeT]:
+    """A page of the `model` rows `statement` selects, newest first: keyset (created_at, id)
+    cursors, `first` of them after the cursor `after`, the list's total counted on demand."""
+    size = page_size(first)
+    total = counter(sessions, statement)
+    key = decode_cursor(after, created_key)
+    if key is not None:
+        statement = statement.where(tuple_(model.created_at, model.id) < key)
+    statement = statement.order_by(model.created_at.desc(), model.id.desc()).limit(size + 1)
+    async with sessions() as session:
+        rows = list(await session.scalars(statement))
+    return connection(
+        rows,
+        size,
+        lambda row: [row.created_at.isoformat(), str(row.id)],
+        node,
+        after=after,
         total=total,
     )

@@ -5,18 +5,11 @@ from __future__ import annotations
 import uuid
 
 import strawberry
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 
 from lexintel_api.graphql.context import Context
 from lexintel_api.graphql.documents.types import DocumentType
-from lexintel_api.graphql.pagination import (
-    Connection,
-    connection,
-    counter,
-    created_key,
-    decode_cursor,
-    page_size,
-)
+from lexintel_api.graphql.pagination import Connection, newest_first
 from lexintel_core.models import Case, Document
 from lexintel_core.status import ProcessingStatus
 
@@ -31,7 +24,6 @@ async def document_page(
 ) -> Connection[DocumentType]:
     """Newest first; only documents of the caller's organization."""
     principal = context.require_principal()
-    size = page_size(first)
     statement = (
         select(Document)
         .join(Case, Case.id == Document.case_id)
@@ -41,20 +33,8 @@ async def document_page(
         statement = statement.where(Document.case_id == case_id)
     if status is not None:
         statement = statement.where(Document.status == status)
-    total = counter(context.services.sessions, statement)
-    key = decode_cursor(after, created_key)
-    if key is not None:
-        statement = statement.where(tuple_(Document.created_at, Document.id) < key)
-    statement = statement.order_by(Document.created_at.desc(), Document.id.desc()).limit(size + 1)
-    async with context.services.sessions() as session:
-        rows = list(await session.scalars(statement))
-    return connection(
-        rows,
-        size,
-        lambda d: [d.created_at.isoformat(), str(d.id)],
-        DocumentType.from_model,
-        after=after,
-        total=total,
+    return await newest_first(
+        context.services.sessions, statement, Document, first, after, DocumentType.from_model
     )
 
 
