@@ -23,6 +23,7 @@ from lexintel_api.graphql.documents.mutations import DocumentMutations
 from lexintel_api.graphql.documents.queries import DocumentQueries
 from lexintel_api.graphql.documents.subscriptions import DocumentSubscriptions
 from lexintel_api.graphql.errors import ErrorCodes, is_expected
+from lexintel_api.graphql.limits import OperationRate
 from lexintel_api.graphql.search.queries import SearchQueries
 from lexintel_api.graphql.strings import StringRule
 from lexintel_api.graphql.system.queries import SystemQueries
@@ -79,6 +80,24 @@ class IntrospectionNeedsAKey(SchemaExtension):
         yield
 
 
+class SelectionDepthLimit(QueryDepthLimiter):
+    """At most `levels` nested selections: `{ cases { nodes { id } } }` has 3 (introspection
+    fields are not counted). Strawberry's limiter counts the top-level field as depth 0, so
+    its `max_depth` is one less, and its message is rewritten to say `levels`."""
+
+    def __init__(self, levels: int) -> None:
+        super().__init__(max_depth=levels - 1)
+        self.levels = levels
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        ours = f"exceeds maximum operation depth of {self.levels - 1}"
+        for error in self.execution_context.pre_execution_errors or []:
+            if error.message.endswith(ours):
+                name = error.message.removesuffix(ours).strip()
+                error.message = f"{name} is nested deeper than {self.levels} levels"
+
+
 class LexIntelSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -96,10 +115,11 @@ def create_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            partial(QueryDepthLimiter, max_depth=settings.api_max_query_depth),
+            partial(SelectionDepthLimit, settings.api_max_query_depth),
             partial(MaxTokensLimiter, max_token_count=settings.api_max_query_tokens),
             partial(MaxAliasesLimiter, max_alias_count=settings.api_max_aliases),
             introspection,
+            OperationRate,
             StringRule,
             ErrorCodes,
         ],

@@ -15,12 +15,14 @@ import websockets
 from gql import GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 
+from lexintel_core.settings import Settings
 from tests.api.conftest import (
     CREATE_CASE,
     PREFLIGHT,
     UPLOAD,
     WS_PROTOCOLS,
     Api,
+    GraphQLFailed,
     Tenant,
     create_case,
     execute,
@@ -340,3 +342,38 @@ async def test_a_websocket_message_of_the_wrong_shape_closes_as_invalid(
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4400  # graphql-transport-ws: invalid message
     await _still_answers(api, acme.key)
+
+
+# -- depth -----------------------------------------------------------------------------
+
+
+def _nested(levels: int) -> str:
+    """A query `levels` fields deep: cases > nodes > documents > nodes > case > documents ..."""
+    path = (["cases", "nodes"] + ["documents", "nodes", "case"] * levels)[: levels - 1]
+    leaf = "totalCount" if path[-1] in ("cases", "documents") else "id"  # connections
+    return "{ " + " { ".join([*path, leaf]) + " }" * levels
+
+
+@pytest.mark.parametrize("levels", [9, 10])
+async def test_the_depth_limit_admits_the_configured_levels(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]], levels: int
+) -> None:
+    owner = await tenant("Depth LLP")
+    query = _nested(levels)
+    assert query.count("{") == levels  # the test's own arithmetic
+    data = await execute(api, owner.key, query)
+    assert data == {"cases": {"nodes": []}}  # validated and run
+
+
+async def test_one_level_more_than_configured_is_refused(
+    api: Api, api_settings: Settings, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    owner = await tenant("Depth LLP")
+    assert api_settings.api_max_query_depth == 10
+    query = _nested(11)
+    assert query.count("{") == 11
+    with pytest.raises(GraphQLFailed) as failed:
+        await execute(api, owner.key, query)
+    [error] = failed.value.errors
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "deeper than 10 levels" in error["message"]

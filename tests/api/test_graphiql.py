@@ -61,6 +61,19 @@ async def test_the_page_loads_only_assets_of_its_own_origin(api: Api) -> None:
     assert "wsConnectionParams: { authorization: bearer }" in response.text
 
 
+def _assert_security_headers(response: httpx.Response) -> None:
+    headers = response.headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+
+
+async def test_the_page_is_not_framed_sniffed_or_referred(api: Api) -> None:
+    require_graphiql_assets()
+    _assert_security_headers(await _page(api))
+
+
 async def test_each_asset_is_served_with_its_type_and_cached_for_good(api: Api) -> None:
     require_graphiql_assets()
     page = await _page(api)
@@ -103,6 +116,8 @@ async def test_without_the_assets_the_page_says_how_to_install_them(
     assert "not installed" in response.text
     assert f"npm ci --prefix {graphiql.HERE}" in response.text
     assert "<script" not in response.text
+    _assert_security_headers(response)
+    assert "default-src 'none'" in response.headers["content-security-policy"]
     async with httpx.AsyncClient(base_url=api.url) as client:
         asset = await client.get("/graphql/assets/graphiql.min.js")
     assert asset.status_code == 404
