@@ -111,7 +111,7 @@ async def test_queries_deeper_than_the_limit_are_refused(
     deep += " node { case { id } } } } } } } } } } } }"
     with pytest.raises(GraphQLFailed) as failure:
         await execute(api, acme.key, deep)
-    assert "exceeds maximum operation depth" in failure.value.errors[0]["message"]
+    assert "nested deeper than 10 levels" in failure.value.errors[0]["message"]
     assert failure.value.code == "GRAPHQL_VALIDATION_FAILED"
 
     aliases = "{ " + " ".join(f"a{n}: queueStats {{ queued }}" for n in range(20)) + " }"
