@@ -887,6 +887,14 @@ def child_env(settings: Settings, data_dir: Path, embedding: str) -> dict[str, s
             "LEXINTEL_EMBEDDING_PROVIDER": embedding,
         }
     )
+    # One key drives the whole load: lift the per-tenant limits unless set.
+    for name in (
+        "LEXINTEL_API_MAX_SUBSCRIPTIONS_PER_ORGANIZATION",
+        "LEXINTEL_API_MAX_SUBSCRIPTIONS_PER_KEY",
+        "LEXINTEL_API_REQUESTS_PER_KEY_PER_SECOND",
+        "LEXINTEL_API_MAX_CONCURRENT_UPLOADS_PER_ORG",
+    ):
+        env.setdefault(name, "1000000")
     return env
 
 

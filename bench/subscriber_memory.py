@@ -54,7 +54,16 @@ async def profile(args: argparse.Namespace, settings: Settings, tmp: Path) -> di
     await bench.prepare(args.subscribers)
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings.model_copy(update={"api_gc_freeze": True})),
+        create_app(
+            settings.model_copy(
+                update={
+                    "api_gc_freeze": True,
+                    # One key holds every subscriber.
+                    "api_max_subscriptions_per_organization": 1_000_000,
+                    "api_max_subscriptions_per_key": 1_000_000,
+                }
+            )
+        ),
         host="127.0.0.1",
         port=port,
         log_level="warning",

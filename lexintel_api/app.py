@@ -27,7 +27,9 @@ from strawberry.subscriptions import (
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from lexintel_api.access_log import redact_access_log
 from lexintel_api.graphiql import graphiql_asset
 from lexintel_api.graphql.schema import create_schema
 from lexintel_api.graphql.view import LexIntelGraphQL, services_of
@@ -37,9 +39,6 @@ from lexintel_api.services import open_services
 from lexintel_api.sse import progress_stream
 from lexintel_core import migrate
 from lexintel_core.settings import Settings
-
-# Room for the multipart framing and the operations/map fields around the files.
-_MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -109,9 +108,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql/assets/{name}", graphiql_asset, methods=["GET"]),
         WebSocketRoute("/graphql", graphql),
     ]
+    # The client address (failed-authentication throttling) comes from X-Forwarded-For only
+    # when the peer is one of these proxies; uvicorn's own proxy handling stays off.
+    proxies = settings.api_trusted_proxies
     app = Starlette(
         routes=routes,
         middleware=[
+            *([Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)] if proxies else []),
             http_middleware(),
             Middleware(OutageGuard),
             Middleware(
@@ -129,13 +132,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(
                 UploadGuard,
                 path="/graphql",
-                max_body_bytes=settings.max_upload_bytes * settings.max_upload_files
-                + _MULTIPART_OVERHEAD_BYTES,
+                settings=settings,
             ),
         ],
         lifespan=lifespan,
     )
     metrics.watch_hub(app.state)
+    redact_access_log()  # SSE stream tokens ride in URLs
     return app
 
 

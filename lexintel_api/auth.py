@@ -24,7 +24,7 @@ class Principal:
     """Who is calling: every query, mutation and stream is scoped to `organization_id`."""
 
     organization_id: uuid.UUID
-    api_key_id: uuid.UUID | None  # None for a stream token
+    api_key_id: uuid.UUID  # the key, or the key that issued the stream token
 
 
 def hash_secret(secret: str) -> str:
@@ -75,7 +75,7 @@ async def authenticate(sessions: SessionFactory, token: str | None) -> Principal
 class StreamTokens:
     """Signed, expiring tokens (itsdangerous) that let an `EventSource` (which cannot send
     headers) open the SSE stream of one document for a few minutes, so no long-lived key
-    ends up in a URL."""
+    ends up in a URL. A token names the key that issued it, so revoking the key voids it."""
 
     def __init__(self, secret: bytes, ttl_seconds: int) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt="lexintel-progress-stream")
@@ -83,18 +83,25 @@ class StreamTokens:
 
     def issue(self, principal: Principal, document_id: uuid.UUID) -> tuple[str, float]:
         """The token and when it expires (Unix time)."""
-        claims = {"d": str(document_id), "o": str(principal.organization_id)}
+        claims = {
+            "d": str(document_id),
+            "o": str(principal.organization_id),
+            "k": str(principal.api_key_id),
+        }
         return self._serializer.dumps(claims), time.time() + self.ttl_seconds
 
-    def verify(self, token: str, document_id: uuid.UUID) -> uuid.UUID:
-        """The organization the token was issued to; `Unauthenticated` when it is forged,
-        expired or made for another document."""
+    def verify(self, token: str, document_id: uuid.UUID) -> Principal:
+        """The principal the token was issued to; `Unauthenticated` when it is forged,
+        expired or made for another document. Whether its key is still active is the
+        caller's to check."""
         try:
             claims = self._serializer.loads(token, max_age=self.ttl_seconds)
         except SignatureExpired:
             raise Unauthenticated("the stream token has expired; ask for a new one") from None
         except BadSignature:
             raise Unauthenticated("the stream token is invalid") from None
-        if not isinstance(claims, dict) or claims.get("d") != str(document_id):
+        if not isinstance(claims, dict) or "k" not in claims:
+            raise Unauthenticated("the stream token is invalid")
+        if claims.get("d") != str(document_id):
             raise Unauthenticated("the stream token was issued for another document")
-        return uuid.UUID(claims["o"])
+        return Principal(organization_id=uuid.UUID(claims["o"]), api_key_id=uuid.UUID(claims["k"]))

@@ -203,6 +203,7 @@ def run_dev(
                     port=port,
                     log_level="warning",
                     ws_per_message_deflate=False,  # docs/BENCHMARKS.md: memory per subscriber
+                    proxy_headers=False,  # LEXINTEL_API_TRUSTED_PROXIES decides
                 )
             )
             _serve(server, on_ready, url, key)

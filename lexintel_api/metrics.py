@@ -1,6 +1,7 @@
 """Prometheus metrics of the API: HTTP requests by method, route template and status, their
 latency and those in progress (starlette-exporter's middleware, `http_middleware`), and the
-progress hub's live subscriptions and Redis reconnects, read when `/metrics` is scraped.
+progress hub's live subscriptions and Redis reconnects, failed authentications and refusals
+by the per-tenant limits, read when `/metrics` is scraped.
 
 starlette-exporter keeps its metrics in prometheus-client's process-wide registry (one app per
 API process); the hub's numbers come from the app's own registry (`create_app` may run many
@@ -58,7 +59,8 @@ class ApiMetrics:
 
 
 class _HubCollector:
-    """The progress hub's numbers, read at scrape time (nothing while the app is not running)."""
+    """The progress hub's and the per-tenant limits' numbers, read at scrape time (nothing
+    while the app is not running)."""
 
     def __init__(self, state: State) -> None:
         self._state = state
@@ -78,3 +80,21 @@ class _HubCollector:
             "Times the progress hub reconnected its Redis Pub/Sub connection.",
             value=hub.reconnects,
         )
+        # Per-tenant limits (lexintel_api.limits): alert on a climbing failure rate.
+        limits = services.limits
+        yield CounterMetricFamily(
+            "lexintel_api_auth_failures",
+            "Failed authentications on this process: unknown or revoked API keys, invalid or "
+            "expired stream tokens.",
+            value=limits.auth_failures,
+        )
+        refused = CounterMetricFamily(
+            "lexintel_api_limit_refusals",
+            "Requests this process refused for a per-tenant limit: `requests` (per key per "
+            "second), `auth` (failed authentications per address), `subscriptions` (live "
+            "subscriptions per organization or key).",
+            labels=["limit"],
+        )
+        for limit in ("requests", "auth", "subscriptions"):
+            refused.add_metric([limit], limits.refused[limit])
+        yield refused

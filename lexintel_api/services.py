@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lexintel_api.auth import StreamTokens
 from lexintel_api.hub import ProgressHub
+from lexintel_api.limits import TenantLimits
+from lexintel_api.revocation import KeyWatch
 from lexintel_core import keys
 from lexintel_core.blobs import BlobStore, create_blob_store
 from lexintel_core.connections import redis_client, redis_retry
@@ -35,6 +37,8 @@ class Services:
     embedder: Embedder
     search: SearchService
     stream_tokens: StreamTokens
+    limits: TenantLimits
+    key_watch: KeyWatch
 
 
 @contextlib.asynccontextmanager
@@ -60,6 +64,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         embedder = create_embedder(settings)
         await embedder.load()
         stack.push_async_callback(embedder.aclose)
+        limits = TenantLimits(redis, settings)
+        await limits.start()
+        stack.push_async_callback(limits.aclose)
         secret = settings.api_secret_key
         yield Services(
             settings=settings,
@@ -75,4 +82,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 secret.get_secret_value().encode() if secret else secrets.token_bytes(32),
                 settings.api_stream_token_ttl_seconds,
             ),
+            limits=limits,
+            key_watch=KeyWatch(sessions, settings.api_key_recheck_seconds),
         )

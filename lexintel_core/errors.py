@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     CSRF_HEADER_REQUIRED = "CSRF_HEADER_REQUIRED"
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    RATE_LIMITED = "RATE_LIMITED"  # too many at once or too fast: retry after Retry-After
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # database or Redis unreachable: try again
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     # Job-facing (stored on FAILED documents)
@@ -84,6 +85,21 @@ class PermissionDenied(LexIntelError):
 
 class Unauthenticated(LexIntelError):
     default_code = ErrorCode.UNAUTHENTICATED
+
+
+class RateLimited(LexIntelError):
+    """Too many requests, or failed authentications, in a window: retry after
+    `retry_after` seconds."""
+
+    default_code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManySubscriptions(LexIntelError):
+    default_code = ErrorCode.TOO_MANY_SUBSCRIPTIONS
 
 
 class IllegalTransition(InvalidInput):

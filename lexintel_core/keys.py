@@ -37,6 +37,23 @@ def cancel_flag_key(document_id: UUID) -> str:
     return f"{PREFIX}cancel:{document_id}"
 
 
+def upload_slots_key(organization_id: UUID) -> str:
+    """Sorted set of an organization's uploads in flight (token -> expiry in ms), shared by
+    every API process to bound them."""
+    return f"{PREFIX}uploads:{organization_id}"
+
+
+# Rate limits (requests per API key, failed authentications per client address): the
+# `limits` package's counters, under this prefix.
+LIMITS_PREFIX = f"{PREFIX}limits"
+
+
+def live_subscriptions_key(scope: str, scope_id: UUID) -> str:
+    """Sorted set of the live subscriptions of one organization or API key (`scope` is
+    "organization" or "key"): lease id -> expiry (Unix time), renewed while they live."""
+    return f"{PREFIX}subscriptions:{scope}:{scope_id}"
+
+
 def worker_key(worker_id: str) -> str:
     """Heartbeat of one running worker (expires when the worker stops renewing it); its
     value is a WorkerInfo as JSON."""

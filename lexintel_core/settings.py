@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     # Uploads and jobs
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_upload_files: int = Field(default=20, ge=1)
+    # Uploads while they stream in (each file part is cut off at max_upload_bytes): new
+    # uploads are refused (503) while the API's temp directory ($TMPDIR, where file parts
+    # are spooled) has less free space than this, and (429) while the organization already
+    # has this many in flight on all API processes together (counted in Redis).
+    api_min_free_temp_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    api_max_concurrent_uploads_per_org: int = Field(default=10, ge=1)
     job_timeout_seconds: float = Field(default=900.0, gt=0)
     extract_timeout_seconds: float = Field(default=120.0, gt=0)
     # A parser child process needs ~60 MB of address space before it reads anything.
@@ -131,6 +137,28 @@ class Settings(BaseSettings):
     # key per process (fine for one process, tokens die with it).
     api_secret_key: SecretStr | None = None
     api_stream_token_ttl_seconds: int = Field(default=300, ge=10)
+    # Revocation: the longest a revoked API key keeps working over connections opened before
+    # the revoke (WebSocket operations and subscriptions, SSE streams, stream tokens). Each
+    # API process re-reads a key in use at most twice per this period.
+    api_key_recheck_seconds: float = Field(default=5.0, gt=0)
+    # Per-tenant limits, shared by all API processes through Redis (lexintel_api/limits.py).
+    # Live progress subscriptions over every transport (WebSocket, GraphQL over SSE,
+    # multipart, plain SSE) per organization and per API key; each holds a lease its process
+    # renews, so those of a process that died stop counting after the lease.
+    api_max_subscriptions_per_organization: int = Field(default=1000, ge=1)
+    api_max_subscriptions_per_key: int = Field(default=500, ge=1)
+    api_subscription_lease_seconds: float = Field(default=30.0, ge=3)
+    # Requests per API key per second (an HTTP request, a WebSocket operation, an SSE stream).
+    api_requests_per_key_per_second: int = Field(default=100, ge=1)
+    # Failed authentications (unknown or revoked key, bad stream token) allowed from one
+    # client address per window; then every authentication from it gets 429 until the window
+    # ends.
+    api_failed_auth_per_address: int = Field(default=30, ge=1)
+    api_failed_auth_window_seconds: int = Field(default=60, ge=1)
+    # Reverse proxies (addresses or networks; "*" for any) whose X-Forwarded-For names the
+    # client address; empty: the TCP peer is the client. Run uvicorn with --no-proxy-headers
+    # (as the shipped commands do) so this setting alone decides.
+    api_trusted_proxies: list[str] = Field(default_factory=list)
     # The API's cyclic GC, whose pauses are the tail of progress latency (docs/BENCHMARKS.md):
     # gc.freeze() after start-up keeps the loaded code's objects out of every collection, and
     # higher thresholds than Python's (700, 10, 10) make collections rarer, full ones rare.

@@ -16,7 +16,7 @@ from lexintel_api.auth import Principal
 from lexintel_api.documents import CaseService, DocumentService
 from lexintel_api.services import Services
 from lexintel_core import keys
-from lexintel_core.errors import Unauthenticated
+from lexintel_core.errors import LexIntelError, Unauthenticated
 from lexintel_core.models import Case, Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent
 
@@ -91,8 +91,9 @@ class Context:
     request: HTTPConnection
     response: Any = None
     principal: Principal | None = None
-    # Why authentication failed, reported by the first resolver that needs a principal.
-    auth_error: Unauthenticated | None = None
+    # Why authentication failed (or was refused), reported by the first resolver that needs
+    # a principal.
+    auth_error: LexIntelError | None = None
     # Set by Strawberry from the WebSocket `connection_init` payload.
     connection_params: dict[str, Any] | None = None
     _loaders: Loaders | None = None

@@ -6,7 +6,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
-from lexintel_core.errors import ErrorCode, LexIntelError
+from lexintel_core.errors import ErrorCode, LexIntelError, RateLimited
 
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 INTERNAL_MESSAGE = "Internal server error"
@@ -23,6 +23,8 @@ def _coded(error: GraphQLError) -> GraphQLError:
     message, extensions = error.message, dict(error.extensions or {})
     if isinstance(original, LexIntelError):
         message, extensions["code"] = original.message, original.code.value
+        if isinstance(original, RateLimited):
+            extensions["retryAfter"] = original.retry_after
     elif original is None or isinstance(original, GraphQLError):
         extensions.setdefault("code", VALIDATION_FAILED)
     elif is_connection_failure(original):

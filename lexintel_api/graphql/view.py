@@ -5,6 +5,7 @@ stable code (a JSON body like every other refusal), never a 500."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, cast
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -22,7 +23,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
-from lexintel_api.auth import authenticate, bearer_token
+from lexintel_api.auth import Principal, authenticate, bearer_token
 from lexintel_api.graphiql import graphiql_page
 from lexintel_api.graphql.context import Context
 from lexintel_api.graphql.http_request import (
@@ -31,11 +32,11 @@ from lexintel_api.graphql.http_request import (
     operation_of,
     operations_with_files,
 )
-from lexintel_api.graphql.transport_ws import TransportWSHandler
+from lexintel_api.graphql.transport_ws import LegacyWSHandler, TransportWSHandler
 from lexintel_api.guards import error_body
 from lexintel_api.services import Services
 from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
-from lexintel_core.errors import ErrorCode, Unauthenticated
+from lexintel_core.errors import ErrorCode, LexIntelError, RateLimited, Unauthenticated
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 _MEDIA_TYPE = "lexintel_media_type"  # set on a request's sub-response by process_result
@@ -53,6 +54,7 @@ def services_of(request: HTTPConnection) -> Services:
 
 class LexIntelGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,6 +68,13 @@ class LexIntelGraphQL(GraphQL[Context, None]):
                 code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.INVALID_INPUT
                 response = Response(
                     error_body(code, exc.reason), exc.status_code, media_type="application/json"
+                )
+            except RateLimited as exc:  # from get_context: before the body is read
+                response = Response(
+                    error_body(exc.code, exc.message),
+                    429,
+                    headers={"Retry-After": str(exc.retry_after)},
+                    media_type="application/json",
                 )
             await response(scope, receive, send)
         finally:
@@ -164,6 +173,24 @@ class LexIntelGraphQL(GraphQL[Context, None]):
             response.headers["content-type"] = GRAPHQL_RESPONSE
         return response
 
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        """Strawberry's, except that a subscription over SSE or multipart ends once its key
+        is revoked (lexintel_api.revocation)."""
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is not None:
+            key_watch, key_id, source = services_of(request).key_watch, principal.api_key_id, stream
+
+            def stream() -> AsyncIterator[str]:
+                return key_watch.until_revoked(source(), key_id)
+
+        return await super().create_streaming_response(request, stream, sub_response, headers)
+
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """GraphiQL from this API's own assets (no CDN): see lexintel_api.graphiql."""
         return graphiql_page(request)
@@ -175,9 +202,18 @@ class LexIntelGraphQL(GraphQL[Context, None]):
         token = bearer_token(request.headers.get("authorization"))
         if token is not None:
             try:
-                context.principal = await authenticate(context.services.sessions, token)
-            except Unauthenticated as exc:
+                async with context.services.limits.authenticating(request):
+                    context.principal = await authenticate(context.services.sessions, token)
+            except (Unauthenticated, RateLimited) as exc:
                 context.auth_error = exc
+        # An HTTP request is counted here, refused with 429 before its body is read; each
+        # operation over a WebSocket is counted by graphql.limits.OperationRate.
+        if isinstance(request, Request):
+            if isinstance(context.auth_error, RateLimited):
+                raise context.auth_error
+            if context.principal is not None:
+                await context.services.limits.count_request(context.principal)
+        request.state.principal = context.principal  # for create_streaming_response
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -188,9 +224,10 @@ class LexIntelGraphQL(GraphQL[Context, None]):
         if isinstance(raw, str):
             token = bearer_token(raw) or raw.strip()
             try:
-                context.principal = await authenticate(context.services.sessions, token)
-            except Unauthenticated as exc:
-                raise ConnectionRejectionError({"code": exc.code.value}) from exc
+                async with context.services.limits.authenticating(context.request):
+                    context.principal = await authenticate(context.services.sessions, token)
+            except (Unauthenticated, RateLimited) as exc:
+                raise ConnectionRejectionError(_rejection(exc)) from exc
             except Exception as exc:
                 if not is_connection_failure(exc):
                     raise
@@ -198,5 +235,14 @@ class LexIntelGraphQL(GraphQL[Context, None]):
                     {"code": ErrorCode.SERVICE_UNAVAILABLE.value, "message": UNAVAILABLE_MESSAGE}
                 ) from exc
         if context.principal is None:
-            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+            raise ConnectionRejectionError(_rejection(context.auth_error))
         return cast("UnsetType", UNSET)
+
+
+def _rejection(error: LexIntelError | None) -> dict[str, object]:
+    """The payload of a refused `connection_init`."""
+    if error is None:
+        return {"code": ErrorCode.UNAUTHENTICATED.value}
+    if isinstance(error, RateLimited):
+        return {"code": error.code.value, "retryAfter": error.retry_after}
+    return {"code": error.code.value}

@@ -21,6 +21,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 from websockets.typing import Subprotocol
 
 from lexintel_api.app import create_app
@@ -75,12 +76,24 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[Api]:
-    """The app under uvicorn on a free port, for the duration of the block."""
+async def serve(
+    settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app
+) -> AsyncIterator[Api]:
+    """The app (inside `wrap`, to watch what the server receives) under uvicorn on a free
+    port, for the duration of the block."""
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            wrap(app),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # As the shipped commands run it: X-Forwarded-For is the app's to trust
+            # (LEXINTEL_API_TRUSTED_PROXIES), not uvicorn's.
+            proxy_headers=False,
+        )
     )
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(30):

@@ -191,6 +191,8 @@ def test_every_container_command_exists() -> None:
             assert args[args.index("--port") + 1] == "8000"
             # Measured in docs/BENCHMARKS.md: compression costs every WebSocket its own zlib state.
             assert args[args.index("--ws-per-message-deflate") + 1] == "false"
+            # X-Forwarded-For is trusted per LEXINTEL_API_TRUSTED_PROXIES, not by uvicorn.
+            assert "--no-proxy-headers" in args
         elif program == "python":
             assert args[0] == "-c"
             compile(args[1], "<healthcheck>", "exec")

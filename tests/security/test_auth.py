@@ -252,7 +252,7 @@ def test_stream_tokens_expire_and_are_bound_to_their_secret_and_document() -> No
     tokens = StreamTokens(b"secret", ttl_seconds=60)
     token, expires = tokens.issue(principal, document_id)
     assert 59 < expires - time.time() <= 60
-    assert tokens.verify(token, document_id) == principal.organization_id
+    assert tokens.verify(token, document_id) == principal
     with pytest.raises(Unauthenticated, match="another document"):
         tokens.verify(token, uuid.uuid4())
     with pytest.raises(Unauthenticated, match="invalid"):

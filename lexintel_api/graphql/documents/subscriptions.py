@@ -1,4 +1,5 @@
-"""Live progress over WebSocket (graphql-transport-ws) or GraphQL over SSE."""
+"""Live progress over WebSocket (graphql-transport-ws) or GraphQL over SSE. Each live
+subscription counts against its organization's and key's caps (lexintel_api.limits)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ class DocumentSubscriptions:
     async def document_progress(
         self, info: strawberry.Info[Context, None], document_id: uuid.UUID, after_seq: int = 0
     ) -> AsyncGenerator[ProgressEventType, None]:
+        principal = info.context.require_principal()
         events = info.context.documents.events(document_id, after_seq=after_seq)
-        async with contextlib.aclosing(events):
+        # The lease is given back before the events stop: once a subscription is gone from
+        # the hub, its place is free.
+        async with (
+            contextlib.aclosing(events),
+            info.context.services.limits.subscription(principal),
+        ):
             async for event in events:
                 yield ProgressEventType.from_event(event)
 
@@ -32,7 +39,11 @@ class DocumentSubscriptions:
     async def case_progress(
         self, info: strawberry.Info[Context, None], case_id: uuid.UUID
     ) -> AsyncGenerator[ProgressEventType, None]:
+        principal = info.context.require_principal()
         events = info.context.documents.case_events(case_id)
-        async with contextlib.aclosing(events):
+        async with (
+            contextlib.aclosing(events),
+            info.context.services.limits.subscription(principal),
+        ):
             async for event in events:
                 yield ProgressEventType.from_event(event)
