@@ -16,7 +16,7 @@ from lexintel_api.auth import authenticate, bearer_token
 from lexintel_api.services import Services
 from lexintel_api.uploads import (
     FilePartMeter,
-    FilePartTooLarge,
+    MultipartRefused,
     NoUploadSlot,
     UploadSlots,
     free_temp_bytes,
@@ -36,10 +36,6 @@ PREFLIGHT_HEADERS = ("graphql-require-preflight", "apollo-require-preflight", "x
 # (503; the space comes back as uploads in flight finish and are stored).
 SLOT_RETRY_AFTER_SECONDS = 2
 SPACE_RETRY_AFTER_SECONDS = 30
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def error_body(code: ErrorCode, message: str) -> bytes:
@@ -80,9 +76,11 @@ class UploadGuard:
     """In front of multipart requests to `path`: the CSRF header, then (before a byte of
     the body is read) an API key, free temp space and a slot among the organization's
     uploads in flight; then, while the body streams in, each file part is cut off once it
-    passes `max_upload_bytes` and the whole body once it passes the request cap (see
-    uploads.request_cap). A cut-off ends the multipart parser, which closes (and so
-    deletes) the request's temporary files before the 413 is sent."""
+    passes `max_upload_bytes`, the body once it holds more than `max_upload_files` files or
+    more than uploads.MULTIPART_OVERHEAD_BYTES of other fields (uploads.FilePartMeter), and
+    the whole body once it passes the request cap (see uploads.request_cap). A cut-off ends
+    the multipart parser, which closes (and so deletes) the request's temporary files
+    before the refusal is sent."""
 
     def __init__(self, app: ASGIApp, *, path: str, settings: Settings) -> None:
         self.app = app
@@ -151,8 +149,7 @@ class UploadGuard:
     async def _stream(
         self, scope: Scope, receive: Receive, send: Send, content_type: str, too_large: str
     ) -> None:
-        max_file_bytes = self.settings.max_upload_bytes
-        meter = FilePartMeter(content_type, max_file_bytes)
+        meter = FilePartMeter(content_type, self.settings)
         received = 0
 
         async def counting_receive() -> Message:
@@ -162,20 +159,16 @@ class UploadGuard:
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise MultipartRefused(413, ErrorCode.FILE_TOO_LARGE, too_large)
                 meter.feed(chunk)
             return message
 
         tracked = _TrackedSend(send)
         try:
             await self.app(scope, counting_receive, tracked)
-        except _BodyTooLarge:
+        except MultipartRefused as exc:
             if not tracked.started:
-                await send_error(send, 413, ErrorCode.FILE_TOO_LARGE, too_large)
-        except FilePartTooLarge:
-            if not tracked.started:
-                message = f"file is larger than the limit of {max_file_bytes} bytes"
-                await send_error(send, 413, ErrorCode.FILE_TOO_LARGE, message)
+                await send_error(send, exc.status, exc.code, exc.message)
 
 
 class OutageGuard:

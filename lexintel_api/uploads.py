@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from lexintel_core import keys
+from lexintel_core.errors import ErrorCode
 from lexintel_core.settings import Settings
 
 # Room for the multipart framing and the operations/map fields around the files.
@@ -37,23 +38,35 @@ def free_temp_bytes() -> int:
     return shutil.disk_usage(tempfile.gettempdir()).free
 
 
-class FilePartTooLarge(Exception):
-    pass
+class MultipartRefused(Exception):
+    """A multipart body refused while it streams in, with the HTTP status, code and message
+    to answer."""
+
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
 
 class FilePartMeter:
-    """Reads the raw multipart body alongside the real parser, only to count the bytes of
-    each file part: `feed` raises FilePartTooLarge as soon as one passes `max_bytes`, before
-    the chunk that passed it reaches the parser (and the part's temporary file). A body
-    this parser cannot read is left to the real one, which refuses it with a 400."""
+    """Reads the raw multipart body alongside the real parser, only to count its parts:
+    `feed` raises MultipartRefused as soon as a file part passes `max_upload_bytes`, the
+    body holds more than `max_upload_files` file parts, or its other fields (operations,
+    map: held in memory) pass MULTIPART_OVERHEAD_BYTES together, before the chunk that
+    passed it reaches the parser (and the part's temporary file). Without the last two, a
+    body under the request cap could hold a thousand fields and a thousand small files,
+    each kept in memory (Starlette spools a file to disk only past 1 MiB). A body this
+    parser cannot read is left to the real one, which refuses it with a 400."""
 
-    def __init__(self, content_type: str, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self, content_type: str, settings: Settings) -> None:
+        self.max_bytes = settings.max_upload_bytes
+        self.max_files = settings.max_upload_files
         self._header = b""
         self._value = b""
         self._disposition = b""
         self._is_file = False
         self._size = 0
+        self._files = 0
+        self._field_bytes = 0
         self._parser: MultipartParser | None = None
         boundary = parse_options_header(content_type)[1].get(b"boundary")
         if boundary:
@@ -95,12 +108,26 @@ class FilePartMeter:
     def _on_headers_finished(self) -> None:
         # A part with a filename is a file, as Starlette's parser decides.
         self._is_file = b"filename" in parse_options_header(self._disposition)[1]
+        if self._is_file:
+            self._files += 1
+            if self._files > self.max_files:
+                message = f"at most {self.max_files} files can be uploaded at once"
+                raise MultipartRefused(400, ErrorCode.INVALID_INPUT, message)
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._is_file:
             self._size += end - start
             if self._size > self.max_bytes:
-                raise FilePartTooLarge
+                message = f"file is larger than the limit of {self.max_bytes} bytes"
+                raise MultipartRefused(413, ErrorCode.FILE_TOO_LARGE, message)
+        else:
+            self._field_bytes += end - start
+            if self._field_bytes > MULTIPART_OVERHEAD_BYTES:
+                message = (
+                    f"the fields besides the files (operations, map) are larger than "
+                    f"{MULTIPART_OVERHEAD_BYTES} bytes together"
+                )
+                raise MultipartRefused(413, ErrorCode.FILE_TOO_LARGE, message)
 
 
 class NoUploadSlot(Exception):

@@ -7,7 +7,8 @@ protocol says, instead of failing inside the server.
 
 A socket is authenticated at `connection_init`, so both protocols re-check its key before
 each operation and while it is open (lexintel_api.revocation): once the key is revoked the
-socket's operations end and it is closed with 4403.
+socket's operations end and it is closed with 4403. A socket has one key: a second
+`connection_init` closes it (4429) in both protocols.
 """
 
 from __future__ import annotations
@@ -123,6 +124,11 @@ class LegacyWSHandler(_KeyRechecks, BaseGraphQLWSHandler[Context, None]):
     """The legacy `graphql-ws` protocol (LEXINTEL_API_LEGACY_GRAPHQL_WS), same key checks."""
 
     async def handle_connection_init(self, message: legacy.ConnectionInitMessage) -> None:
+        if self.connection_acknowledged:
+            # Strawberry would authenticate again and swap the socket's key under its
+            # running operations and the key watch: refused, as graphql-transport-ws does.
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
             self._watch_key()

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -77,6 +77,8 @@ class LexIntelGraphQL(GraphQL[Context, None]):
                     media_type="application/json",
                 )
             await response(scope, receive, send)
+        except ClientDisconnect:
+            return  # the client left before its body was read: there is no one to answer
         finally:
             await request.close()  # the uploaded files, also those no resolver got to close
 
@@ -123,7 +125,14 @@ class LexIntelGraphQL(GraphQL[Context, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         """Strawberry's, except that a subscription is refused: over plain HTTP it would
-        run like a query and fail inside, its field returning a stream."""
+        run like a query and fail inside, its field returning a stream; and that the key is
+        checked again now that the body is in (an upload may stream for minutes after
+        get_context authenticated it)."""
+        principal = context.principal
+        key_watch = context.services.key_watch
+        if principal is not None and not await key_watch.is_active(principal.api_key_id):
+            context.principal = None
+            context.auth_error = Unauthenticated("the API key is unknown or revoked")
         method = request_adapter.method
         allowed = OperationType.from_http(method) - {OperationType.SUBSCRIPTION}
         if not self.allow_queries_via_get and method == "GET":

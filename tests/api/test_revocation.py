@@ -6,22 +6,23 @@ measures the time from the revoke (the row's `revoked_at`) to the cut-off."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 from websockets.typing import Subprotocol
 
 from lexintel_api.cli import app as cli
 from lexintel_core.db import SessionFactory
-from lexintel_core.models import ApiKey
+from lexintel_core.models import ApiKey, Document
 from lexintel_core.settings import Settings
 from tests.api.conftest import (
     PREFLIGHT,
@@ -32,6 +33,8 @@ from tests.api.conftest import (
     serve,
     upload,
 )
+from tests.api.test_upload_limits import TAIL, BodyMeter, multipart_head
+from tests.api.test_upload_limits import headers as upload_headers
 from tests.jobs.conftest import make_pdf
 
 RECHECK_SECONDS = 1.0
@@ -172,6 +175,77 @@ async def test_a_legacy_graphql_ws_socket_is_closed_with_4403(
             revoked_at = await revoke(acme.key)
             assert await _close_code(ws) == 4403
             assert_cut_off_in_time(revoked_at)
+
+
+async def test_a_legacy_socket_cannot_swap_its_key_to_outlive_a_revoke(
+    api_settings: Settings,
+    sessions: SessionFactory,
+    tenant: Callable[[str], Awaitable[Tenant]],
+    revoke: Callable[[str], Awaitable[float]],
+) -> None:
+    """graphql-ws lets a client send `connection_init` again: with a second key, the
+    socket's operations ran as that key while the revocation watch still followed the
+    first one, so revoking the second key left its subscriptions streaming."""
+    async with serve(api_settings.model_copy(update={"api_legacy_graphql_ws": True})) as api:
+        own, stolen = await tenant("Initech"), await tenant("Acme LLP")
+        case_id = await create_case(api, stolen.key)
+        ws = await websockets.connect(api.ws_url, subprotocols=[Subprotocol("graphql-ws")])
+        async with ws:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                for key in (own.key, stolen.key):
+                    init = {
+                        "type": "connection_init",
+                        "payload": {"authorization": f"Bearer {key}"},
+                    }
+                    await ws.send(json.dumps(init))
+                    assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {
+                        "type": "connection_ack"
+                    }
+                start = {"query": CASE_PROGRESS, "variables": {"id": case_id}}
+                await ws.send(json.dumps({"id": "1", "type": "start", "payload": start}))
+                await _until(lambda: api.services.hub.subscriber_count == 1)
+            revoked_at = await revoke(stolen.key)
+            assert await _close_code(ws) in (4403, 4429)
+            assert_cut_off_in_time(revoked_at)
+        await _until(lambda: api.services.hub.subscriber_count == 0)
+
+
+async def test_an_upload_streaming_in_when_its_key_is_revoked_stores_nothing(
+    api_settings: Settings,
+    sessions: SessionFactory,
+    tenant: Callable[[str], Awaitable[Tenant]],
+    revoke: Callable[[str], Awaitable[float]],
+) -> None:
+    """An upload is authenticated before its body is read, and a body may take minutes (or,
+    trickled, hours): the key is checked again once the body is in."""
+    meter = BodyMeter()
+    async with serve(api_settings, meter.wrap) as api:
+        acme = await tenant("Acme LLP")
+        case_id = await create_case(api, acme.key)
+        head = multipart_head(case_id, "notes.txt")
+        release = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head + b"Notes, part one."
+            await release.wait()
+            yield b" Part two." + TAIL
+
+        meter.received = 0
+        async with httpx.AsyncClient(base_url=api.url, timeout=WAIT_SECONDS) as client:
+            sending = asyncio.create_task(
+                client.post("/graphql", content=body(), headers=upload_headers(acme.key))
+            )
+            async with asyncio.timeout(WAIT_SECONDS):
+                while meter.received < len(head):  # noqa: ASYNC110 - the body is being read
+                    await asyncio.sleep(0.02)
+            await revoke(acme.key)
+            await asyncio.sleep(RECHECK_SECONDS)
+            release.set()
+            response = await sending
+    assert response.json()["data"] is None, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Document)) == 0
 
 
 async def _stream_token(api: Api, key: str) -> tuple[str, str]:

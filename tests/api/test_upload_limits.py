@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lexintel_api.uploads import request_cap
 from lexintel_core import keys
 from lexintel_core.db import SessionFactory
 from lexintel_core.models import Document
@@ -191,6 +193,53 @@ async def test_an_oversize_file_is_cut_off_as_it_streams_and_its_temp_file_is_go
         assert temp_files(spool) == []
 
 
+@pytest.mark.parametrize(
+    ("extra_part", "status", "code"),
+    [
+        # Small files stay in memory (Starlette spools a file to disk only past 1 MiB)...
+        (b'Content-Disposition: form-data; name="f{n}"; filename="f{n}.txt"', 400, "INVALID_INPUT"),
+        # ...and so do fields: each part is under Starlette's 1 MiB per field.
+        (b'Content-Disposition: form-data; name="f{n}"', 413, "FILE_TOO_LARGE"),
+    ],
+)
+async def test_a_body_of_many_small_parts_is_cut_off_as_it_streams(
+    api_settings: Settings,
+    sessions: SessionFactory,
+    redis: Redis,
+    tenant: Callable[[str], Awaitable[Tenant]],
+    spool: Path,
+    extra_part: bytes,
+    status: int,
+    code: str,
+) -> None:
+    """Under the request cap, yet more files than an upload may carry (or more field bytes
+    than operations and map need): each would be held in memory until the request ends."""
+    meter = BodyMeter()
+    async with served(api_settings, meter) as api:
+        acme = await tenant("Acme LLP")
+        case_id = await create_case(api, acme.key)
+        head = multipart_head(case_id, "notes.txt") + b"Notes.\r\n"
+        parts = 100
+        piece = 64 * 1024
+        assert len(head) + parts * piece < request_cap(api_settings)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            for n in range(parts):
+                yield b"--b\r\n" + extra_part.replace(b"{n}", str(n).encode()) + b"\r\n\r\n"
+                yield b"x" * piece + b"\r\n"
+            yield b"--b--\r\n"
+
+        meter.received = 0
+        async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
+            response = await client.post("/graphql", content=body(), headers=headers(acme.key))
+        assert response.status_code == status, response.text
+        assert code_of(response) == code
+        assert meter.received < parts * piece // 2  # cut off while it streamed
+        assert temp_files(spool) == []
+        assert await documents(sessions) == 0
+
+
 async def test_uploads_are_refused_while_the_temp_directory_is_low_on_space(
     api_settings: Settings,
     sessions: SessionFactory,
@@ -294,3 +343,60 @@ async def test_an_upload_without_a_valid_key_is_refused_before_its_body_is_read(
         assert code_of(response) == "UNAUTHENTICATED"
         assert meter.received == 0  # no slot, no temp file for a caller without a key
         assert await documents(sessions) == 0
+
+
+class _ErrorLog(logging.Handler):
+    """The records uvicorn logs at ERROR (an exception the app let out: "Exception in ASGI
+    application")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_client_that_leaves_mid_upload_frees_its_slot_and_is_no_server_error(
+    api_settings: Settings,
+    sessions: SessionFactory,
+    redis: Redis,
+    tenant: Callable[[str], Awaitable[Tenant]],
+    spool: Path,
+) -> None:
+    errors = _ErrorLog()
+    meter = BodyMeter()
+    try:
+        async with served(api_settings, meter) as api:
+            # Once uvicorn has configured its loggers (which drops their handlers).
+            logging.getLogger("uvicorn.error").addHandler(errors)
+            acme = await tenant("Acme LLP")
+            case_id = await create_case(api, acme.key)
+            head = multipart_head(case_id, "notes.txt")
+            slots = keys.upload_slots_key(acme.organization_id)
+
+            async def body() -> AsyncIterator[bytes]:
+                yield head + b"Notes, part one."
+                await asyncio.Event().wait()  # the rest never comes
+
+            meter.received = 0
+            async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
+                sending = asyncio.create_task(
+                    client.post("/graphql", content=body(), headers=headers(acme.key))
+                )
+                async with asyncio.timeout(30):
+                    while meter.received < len(head):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                assert await redis.zcard(slots) == 1
+                sending.cancel()  # the client goes away mid-body
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+            async with asyncio.timeout(30):
+                while await redis.zcard(slots):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            assert temp_files(spool) == []
+            assert await documents(sessions) == 0
+        # The server has finished the request (it waits for its connections on exit).
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(errors)
+    assert [record.getMessage() for record in errors.records] == []
