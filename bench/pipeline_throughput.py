@@ -30,7 +30,7 @@ Job overhead, from sums over all documents of all rounds of a cell:
   the parsing: their sum is shown as "page cb"), `chunk_pages` and `embedder.embed`, timed in
   the worker process around exactly those calls;
 - in-job overhead = (finish_time - start_time) - work: blob download from PostgreSQL, status
-  transitions, the chunk insert and the vector updates, the advisory lock, progress publishes
+  transitions, the chunk insert and the vector updates, the lease, progress publishes
   and cancel checks between stages and batches, arq's bookkeeping. It is split by stage with
   the document's extracting_at / chunking_at / embedding_at / finished_at stamps.
 overhead share = (queue wait + in-job overhead) / total; in-job share = in-job overhead /

@@ -242,6 +242,21 @@ class DocumentChunk(Base):
     document: Mapped[Document] = relationship(back_populates="chunks")
 
 
+class DocumentLease(Base):
+    """Which run of a document may write it: lexintel_jobs/lease.py takes, renews and
+    checks it. The row outlives its runs, so `token` only ever grows."""
+
+    __tablename__ = "document_leases"
+
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The fencing token: bumped by each run that takes the lease, and by its release.
+    token: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str] = mapped_column(String(200))  # host:pid of the worker, for people
+    expires_at: Mapped[datetime]  # database time
+
+
 class ChatConversation(Base):
     __tablename__ = "chat_conversations"
 

@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".lexintel")
     database_pool_size: int = Field(default=10, ge=1)
 
+    # Database sessions (lexintel_core/db.py). TCP keepalive on the server side: PostgreSQL
+    # drops the session of a client host that stopped answering (power loss, network cut)
+    # after idle + interval x count seconds, with its transaction and locks, instead of the
+    # kernel's ~2 h. A statement running longer, or a transaction left idle longer, than its
+    # limit is cancelled by the server (0: no limit); the client stops waiting for a
+    # statement 10 s after its limit (a database host that died answers nothing).
+    database_keepalive_idle_seconds: int = Field(default=30, ge=1)
+    database_keepalive_interval_seconds: int = Field(default=10, ge=1)
+    database_keepalive_count: int = Field(default=3, ge=1)
+    database_statement_timeout_seconds: float = Field(default=300.0, ge=0)
+    database_idle_in_transaction_timeout_seconds: float = Field(default=60.0, ge=0)
+
     # Blob storage: PostgreSQL (default, readable from any machine) or a shared filesystem.
     blob_backend: BlobBackend = "postgres"
     blob_dir: Path | None = None  # default: <data_dir>/blobs

@@ -1,7 +1,8 @@
 """The stages of one document: extract → chunk → embed → READY.
 
 Each stage replaces its own output in one transaction, so running it twice (at-least-once
-delivery, a takeover after a crash) gives the same result."""
+delivery, a takeover after a crash) gives the same result. Each such transaction is fenced
+by the document's lease (`run.fence`): a run that was taken over writes nothing."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ async def extract_document(run: JobRun) -> str:
     if not await _runnable(run):
         return "already finished"
     await extract_and_chunk(run, then=S.QUEUED)
+    await run.release_lease()  # so that the embed job need not wait for it to expire
     await enqueue(
         run.state.redis,
         JobName.DOCUMENT_EMBED,
@@ -104,6 +106,7 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
     await run.check_cancelled()
     async with run.state.sessions.begin() as session:
         document = await run.load(session)
+        await run.fence(session)
         await session.execute(
             delete(DocumentChunk).where(DocumentChunk.document_id == run.document_id)
         )
@@ -169,6 +172,7 @@ async def embed_chunks(run: JobRun) -> str:
         texts = [text for _, text in batch if text.strip()]
         vectors = iter(await embedder.embed(texts) if texts else [])
         async with state.sessions.begin() as session:
+            await run.fence(session)
             await session.execute(
                 update(DocumentChunk),
                 [

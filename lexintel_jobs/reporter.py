@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -16,9 +17,17 @@ logger = logging.getLogger("lexintel.jobs.progress")
 
 class ProgressReporter:
     def __init__(
-        self, redis: Redis, document_id: UUID, case_id: UUID, *, min_interval: float = 0.25
+        self,
+        redis: Redis,
+        document_id: UUID,
+        case_id: UUID,
+        *,
+        min_interval: float = 0.25,
+        allowed: Callable[[], bool] = lambda: True,
     ) -> None:
         self._redis = redis
+        # False once the run lost the document's lease: a stale run publishes nothing.
+        self._allowed = allowed
         self._document_id = document_id
         self._case_id = case_id
         self._min_interval = min_interval
@@ -38,6 +47,8 @@ class ProgressReporter:
         """Publish now if the stage changed, the status is terminal, or enough time passed
         since the last event; otherwise drop this intermediate step (a 1,000-page file must
         not flood Redis)."""
+        if not self._allowed():
+            return
         now = time.monotonic()
         urgent = stage != self._last_stage or status.is_terminal
         if not urgent and now - self._last_sent < self._min_interval:

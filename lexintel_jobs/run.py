@@ -1,4 +1,7 @@
-"""One run of one job for one document: status changes, progress and cancel checks."""
+"""One run of one job for one document: status changes, progress and cancel checks.
+
+Every write of a run is fenced by the document's lease (lexintel_jobs/lease.py): a run
+whose lease was taken over by another writes nothing and publishes nothing more."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from lexintel_core.jobs import JobName
 from lexintel_core.models import Document, DocumentChunk
 from lexintel_core.progress import Stage, read_snapshot
 from lexintel_core.status import ProcessingStatus
+from lexintel_jobs.lease import Lease, LeaseLost
 from lexintel_jobs.reporter import ProgressReporter
 from lexintel_jobs.state import WorkerState
 
@@ -53,7 +57,25 @@ class JobRun:
     job_id: str
     job_try: int
     generation: int = 0
+    lease: Lease | None = None
     _reporter: ProgressReporter | None = field(default=None, repr=False)
+
+    @property
+    def holds_lease(self) -> bool:
+        return self.lease is not None and not self.lease.lost
+
+    async def fence(self, session: AsyncSession) -> None:
+        """Refuse this transaction's writes (LeaseLost) unless the run still holds the
+        document's lease; call it after locking the document row, before writing."""
+        if self.lease is None:
+            raise LeaseLost(f"this run holds no lease on document {self.document_id}")
+        await self.lease.fence(session)
+
+    async def release_lease(self) -> None:
+        """Hand the document's lease back now: this run writes nothing more."""
+        if self.lease is not None and not self.lease.lost:
+            held, self.lease = self.lease, None
+            await held.release(self.state.engine)
 
     async def load(self, session: AsyncSession, *, lock: bool = True) -> Document:
         return await get_document(session, self.document_id, generation=self.generation, lock=lock)
@@ -64,6 +86,7 @@ class JobRun:
             document = await self.load(session)
             if document.status is ProcessingStatus.CANCELLED:
                 raise DocumentCancelled("the document was cancelled")
+            await self.fence(session)
             document.transition_to(status)
             for name, value in fields.items():
                 setattr(document, name, value)
@@ -81,7 +104,12 @@ class JobRun:
     def _announcer(self, document: Document) -> ProgressReporter:
         """This run's one reporter (its throttle spans the whole run)."""
         if self._reporter is None:
-            self._reporter = ProgressReporter(self.state.redis, document.id, document.case_id)
+            self._reporter = ProgressReporter(
+                self.state.redis,
+                document.id,
+                document.case_id,
+                allowed=lambda: self.holds_lease,
+            )
         return self._reporter
 
     async def report(self, status: ProcessingStatus, percent: float, message: str = "") -> None:
@@ -89,6 +117,10 @@ class JobRun:
             await self._reporter.report(_STAGE_OF_STATUS[status], status, percent, message)
 
     async def check_cancelled(self) -> None:
+        """Stop here if the document was cancelled, or its lease taken over (as the
+        heartbeat found out)."""
+        if self.lease is not None and self.lease.lost:
+            raise LeaseLost(f"the lease on document {self.document_id} was taken over")
         if await is_cancel_requested(self.state.redis, self.document_id):
             raise DocumentCancelled("the document was cancelled")
 
@@ -107,6 +139,7 @@ class JobRun:
             document = await self._current(session)
             if document is None or document.status.is_terminal:
                 return False
+            await self.fence(session)
             document.transition_to(status)
             document.error_code = error_code
             document.error_message = error_message
@@ -143,6 +176,7 @@ class JobRun:
             document = await self._current(session)
             if document is None or document.status.is_terminal:
                 return
+            await self.fence(session)
             if document.status is not ProcessingStatus.QUEUED:
                 document.transition_to(ProcessingStatus.QUEUED)
             document.error_message = message[:1000]

@@ -1,21 +1,18 @@
-"""The wrapper around every job: payload validation, tries, retries with backoff and
-jitter, the heartbeat that keeps a crashed worker's job from being stranded, and the
-terminal status when a job fails for good (arq itself runs no hook then)."""
+"""The wrapper around every job: payload validation, the document's lease, tries, retries
+with backoff and jitter, the heartbeat that keeps a crashed worker's job from being stranded
+(and renews the lease), and the terminal status when a job fails for good (arq itself runs
+no hook then)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from arq.worker import Function, Retry, func
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lexintel_core.errors import (
     DocumentCancelled,
@@ -28,10 +25,11 @@ from lexintel_core.errors import (
 from lexintel_core.jobs import DocumentJob, JobName, validate_payload
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
-from lexintel_jobs import metrics
+from lexintel_jobs import lease, metrics
+from lexintel_jobs.lease import Lease, LeaseLost
 from lexintel_jobs.logs import job_log_context
 from lexintel_jobs.run import JobRun
-from lexintel_jobs.state import WorkerState, state_of
+from lexintel_jobs.state import state_of
 
 logger = logging.getLogger("lexintel.jobs")
 
@@ -40,8 +38,8 @@ Stage = Callable[[JobRun], Awaitable[str]]
 # We count tries ourselves (settings.max_tries) so that the last one can mark the document
 # FAILED; arq's own limit only has to be out of the way.
 ARQ_MAX_TRIES = 1000
-_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
-_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+# A run that finds the lease held comes back this long after the holder's lease would expire.
+_LEASE_MARGIN_SECONDS = 0.2
 
 
 def retry_delay(settings: Settings, job_try: int) -> float:
@@ -51,19 +49,47 @@ def retry_delay(settings: Settings, job_try: int) -> float:
     return base * (1 + random.uniform(0, settings.retry_jitter))  # noqa: S311 - not crypto
 
 
-async def _heartbeat(state: WorkerState, job_id: str) -> None:
-    """Keep arq's in-progress key short-lived but alive while the job runs: if this worker
-    is killed, the key expires and another worker takes the job over within the takeover
-    time, instead of after arq's default (the longest job timeout)."""
+async def _heartbeat(run: JobRun) -> None:
+    """Keep arq's in-progress key short-lived but alive while the job runs, and renew the
+    document's lease: if this worker dies, the key and the lease expire and another worker
+    takes the job over within the takeover time, instead of after arq's default (the
+    longest job timeout). Stops once another run took the lease: the job is its own now."""
+    state = run.state
     settings = state.settings
-    key = in_progress_key_prefix + job_id
+    key = in_progress_key_prefix + run.job_id
     takeover_ms = int(settings.worker_takeover_seconds * 1000)
     while True:
         try:
             await state.redis.pexpire(key, takeover_ms)
         except Exception:
             logger.warning("heartbeat failed; will try again", exc_info=True)
+        if run.lease is not None and not await _renew(run, run.lease):
+            logger.warning("another run took this document's lease over: stopping this one")
+            return
         await asyncio.sleep(settings.worker_heartbeat_seconds)
+
+
+async def _renew(run: JobRun, held: Lease) -> bool:
+    """False once another run holds the lease. The statement is shielded: cancelling the
+    heartbeat (the job ended) must not cut it short, which would break its connection."""
+    renewal = asyncio.ensure_future(_renew_once(run, held))
+    try:
+        async with asyncio.timeout(run.state.settings.worker_heartbeat_seconds):
+            return await asyncio.shield(renewal)
+    except TimeoutError:
+        logger.warning("renewing the document's lease takes long; will try again")
+        return True
+
+
+async def _renew_once(run: JobRun, held: Lease) -> bool:
+    """A database blip is only logged: the lease lasts the takeover time, and every write
+    checks it anyway."""
+    try:
+        async with run.state.engine.begin() as connection:
+            return await held.renew(connection)
+    except Exception:
+        logger.warning("could not renew the document's lease; will try again", exc_info=True)
+        return True
 
 
 async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) -> str:
@@ -78,85 +104,84 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
     assert isinstance(payload, DocumentJob)
     document_id = payload.document_id
     run = JobRun(state, name, document_id, job_id, job_try, payload.generation)
-    settings = state.settings
     with job_log_context(document_id=document_id, job_id=job_id, job_try=job_try):
-        if job_try > settings.max_tries:
-            return await _give_up(
-                run, job_try - 1, "the worker running it stopped before it finished"
-            )
-        heartbeat = asyncio.create_task(_heartbeat(state, job_id))
-        claim = None
+        heartbeat = asyncio.create_task(_heartbeat(run))
         try:
-            claim = await _claim(state, document_id)
-            if claim is None:
-                await _another_run_is_alive(run)
-            async with asyncio.timeout(settings.job_timeout_seconds):
-                outcome = await stage(run)
-            logger.info("%s finished: %s", name, outcome)
-            return outcome
-        except DocumentGone as exc:
-            logger.info("%s; nothing to do", exc.message)
-            return "gone"
-        except DocumentCancelled:
-            await _settle(run, run.finish(ProcessingStatus.CANCELLED))
-            logger.info("cancelled")
-            return "cancelled"
-        except PermanentError as exc:
-            logger.warning("failed permanently: %s", exc)
-            await _settle(
-                run,
-                run.finish(ProcessingStatus.FAILED, error_code=exc.code, error_message=exc.message),
-            )
-            return "failed"
-        except asyncio.CancelledError:
-            # Shutdown ran out of grace: hand the job back without burning a try.
-            await asyncio.shield(_requeue_after_shutdown(run))
-            raise
-        except Retry:
-            raise
-        except Exception as exc:
-            return await _retry_or_fail(run, exc)
+            return await _run(run, stage)
+        except LeaseLost as exc:
+            # Not a failure: the run that took over owns the document, its status and its
+            # progress. No retry, no status, no event from here.
+            logger.warning("%s; this run ends without writing anything more", exc.message)
+            return "taken over"
         finally:
             heartbeat.cancel()
-            if claim is not None:
-                await _release(claim, document_id)
+            await _release(run)
 
 
-def _lock_key(document_id: uuid.UUID) -> int:
-    return int.from_bytes(document_id.bytes[:8], "big", signed=True)
-
-
-async def _claim(state: WorkerState, document_id: uuid.UUID) -> AsyncConnection | None:
-    """A connection holding a PostgreSQL advisory lock on the document, or None when another
-    run of it holds the lock. The lock lives as long as the holder's connection: a killed
-    worker frees it at once, while a run that is only cut off from Redis (and taken over
-    because its in-progress key expired) keeps its document to itself."""
-    connection = await state.engine.connect()
+async def _run(run: JobRun, stage: Stage) -> str:
+    settings = run.state.settings
     try:
-        if await connection.scalar(_TRY_LOCK, {"key": _lock_key(document_id)}):
-            return connection
-    except BaseException:
-        await connection.close()
+        await _take_lease(run)
+        if run.job_try > settings.max_tries:
+            return await _give_up(
+                run, run.job_try - 1, "the worker running it stopped before it finished"
+            )
+        async with asyncio.timeout(settings.job_timeout_seconds):
+            outcome = await stage(run)
+        logger.info("%s finished: %s", run.name, outcome)
+        return outcome
+    except DocumentGone as exc:
+        logger.info("%s; nothing to do", exc.message)
+        return "gone"
+    except DocumentCancelled:
+        await _settle(run, run.finish(ProcessingStatus.CANCELLED))
+        logger.info("cancelled")
+        return "cancelled"
+    except PermanentError as exc:
+        logger.warning("failed permanently: %s", exc)
+        await _settle(
+            run,
+            run.finish(ProcessingStatus.FAILED, error_code=exc.code, error_message=exc.message),
+        )
+        return "failed"
+    except asyncio.CancelledError:
+        # Shutdown ran out of grace: hand the job back without burning a try.
+        await asyncio.shield(_requeue_after_shutdown(run))
         raise
-    await connection.close()
-    return None
+    except (Retry, LeaseLost):
+        raise
+    except Exception as exc:
+        return await _retry_or_fail(run, exc)
 
 
-async def _release(connection: AsyncConnection, document_id: uuid.UUID) -> None:
+async def _take_lease(run: JobRun) -> None:
+    """Take the document's lease, or come back when the run holding it would lose it."""
+    taken = await lease.take(
+        run.state.engine, run.document_id, run.state.settings.worker_takeover_seconds
+    )
+    if not isinstance(taken, Lease):
+        await _another_run_is_alive(run, taken)
+    run.lease = taken
+
+
+async def _release(run: JobRun) -> None:
     try:
-        await connection.execute(_UNLOCK, {"key": _lock_key(document_id)})
-    except Exception:  # a broken connection: dropping it frees the lock
-        await connection.invalidate()
-    finally:
-        with contextlib.suppress(Exception):
-            await connection.close()
+        await run.release_lease()
+    except Exception:  # it expires by itself within the takeover time
+        logger.warning("could not release the document's lease", exc_info=True)
 
 
-async def _another_run_is_alive(run: JobRun) -> None:
-    """Come back after the takeover time, without burning a try: this job was taken over
-    from a worker that is still running it."""
-    delay = run.state.settings.worker_takeover_seconds
-    logger.info("another run of this document is still going on; trying again in %.0fs", delay)
+async def _another_run_is_alive(run: JobRun, expires_in: float) -> NoReturn:
+    """Come back when the other run's lease would expire, without burning a try: this job
+    was taken over from a worker that is still running it (cut off from Redis, not from
+    the database), or from one that died and whose lease has not run out yet."""
+    delay = min(expires_in, run.state.settings.worker_takeover_seconds) + _LEASE_MARGIN_SECONDS
+    logger.info(
+        "another run of this document holds its lease (%.1fs more unless renewed); "
+        "trying again in %.1fs",
+        expires_in,
+        delay,
+    )
     await _refund_try(run)
     raise Retry(defer=delay)
 
@@ -177,6 +202,12 @@ def _describe(exc: BaseException) -> str:
 async def _retry_or_fail(run: JobRun, exc: Exception) -> str:
     settings = run.state.settings
     reason = _describe(exc)
+    if run.lease is None:
+        # Not even the lease could be taken (the database is unreachable): nothing can be
+        # recorded on the document, so try again, even past the last try.
+        delay = retry_delay(settings, min(run.job_try, settings.max_tries))
+        logger.warning("could not take the document's lease, retrying in %.1fs: %s", delay, reason)
+        raise Retry(defer=delay) from exc
     if run.job_try >= settings.max_tries:
         logger.error("try %d of %d failed, giving up: %s", run.job_try, settings.max_tries, reason)
         return await _give_up(run, run.job_try, reason)
@@ -191,6 +222,8 @@ async def _retry_or_fail(run: JobRun, exc: Exception) -> str:
     )
     try:
         await run.requeue(f"try {run.job_try} failed, retrying in {delay:.0f}s: {reason}")
+    except LeaseLost:
+        raise
     except Exception:
         logger.warning("could not record the retry on the document", exc_info=True)
     raise Retry(defer=delay) from exc
@@ -213,6 +246,8 @@ async def _settle(run: JobRun, recording: Awaitable[bool]) -> None:
     than leave the document stuck in a running status."""
     try:
         await recording
+    except LeaseLost:
+        raise
     except Exception as exc:
         delay = retry_delay(run.state.settings, 1)
         logger.warning("could not record the outcome, re-running in %.1fs", delay, exc_info=True)
@@ -222,7 +257,8 @@ async def _settle(run: JobRun, recording: Awaitable[bool]) -> None:
 async def _requeue_after_shutdown(run: JobRun) -> None:
     try:
         await _refund_try(run)  # a shutdown is not the job's fault
-        await run.requeue("the worker shut down; the document will be processed again")
+        if run.holds_lease:  # else it had not started, or the document is another run's
+            await run.requeue("the worker shut down; the document will be processed again")
         logger.info("worker shutting down: job handed back to the queue")
     except Exception:
         logger.warning("could not re-queue after shutdown", exc_info=True)

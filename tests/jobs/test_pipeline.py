@@ -14,7 +14,7 @@ from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lexintel_core import keys
@@ -34,6 +34,7 @@ from lexintel_core.models import Document
 from lexintel_core.progress import ProgressEvent, Stage, publish_progress, read_snapshot
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
+from lexintel_jobs import lease
 from lexintel_jobs.run import JobRun
 from lexintel_jobs.state import WorkerState
 from tests.jobs.conftest import EventLog, Uploader, load, make_pdf, settle
@@ -330,21 +331,20 @@ async def test_a_run_taken_over_from_a_live_worker_waits_for_it(
     uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, engine: AsyncEngine
 ) -> None:
     """A worker cut off from Redis longer than the takeover time is still running the
-    document (it holds the document's lock): the second run comes back later, try intact."""
+    document (it holds the document's lease): the second run comes back later, try intact."""
     document = await uploader.upload(make_pdf(["Recital A."]))
-    key = int.from_bytes(document.id.bytes[:8], "big", signed=True)
-    async with engine.connect() as first_run:
-        await first_run.scalar(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    first_run = await lease.take(engine, document.id, 60.0)
+    assert isinstance(first_run, lease.Lease)
 
-        async def first_run_ends() -> S:
-            await asyncio.sleep(1.0)
-            status = (await load(sessions, document.id))[0].status
-            await first_run.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-            return status
+    async def first_run_ends() -> S:
+        await asyncio.sleep(1.0)
+        status = (await load(sessions, document.id))[0].status
+        await first_run.release(engine)
+        return status
 
-        ending = asyncio.create_task(first_run_ends())
-        await run_worker()
-        assert await ending is S.QUEUED  # left alone while the first run held it
+    ending = asyncio.create_task(first_run_ends())
+    await run_worker()
+    assert await ending is S.QUEUED  # left alone while the first run held it
     stored, chunks = await load(sessions, document.id)
     assert stored.status is S.READY
     assert stored.attempts == 1

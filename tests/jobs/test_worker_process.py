@@ -94,6 +94,46 @@ async def test_a_killed_workers_document_is_taken_over_with_one_set_of_chunks(
     assert all(c.embedding is not None for c in chunks)
 
 
+async def test_a_frozen_workers_document_is_taken_over_and_it_writes_nothing_after(
+    uploader: Uploader, workers: Workers, sessions: SessionFactory, events: EventLog
+) -> None:
+    """A worker host that dies without closing its connections, or is cut off and comes
+    back: SIGSTOP leaves its TCP connections and database session open, as PostgreSQL sees
+    a dead host until TCP keepalive gives up. Another worker takes the document over once
+    its lease expires (a session lock would have kept it); the first one, resumed, finds
+    its lease gone and writes nothing."""
+    document = await uploader.upload(big_pdf(), "big.pdf")
+    first = workers.start()
+    await wait_for_progress(events, document.id, within=60)
+    first.send_signal(signal.SIGSTOP)
+    frozen_at = time.time()
+    try:
+        workers.start()
+        ready = await wait_for(sessions, document.id, {S.READY}, within=90)
+        ready_after = time.time() - frozen_at
+        starts = [e for e in events.of(document.id) if e.status is S.EXTRACTING and e.percent == 0]
+        taken_over_after = starts[1].timestamp.timestamp() - frozen_at
+        print(f"taken over {taken_over_after:.1f}s, READY {ready_after:.1f}s after the freeze")
+        assert taken_over_after < TAKEOVER_SECONDS + 5, workers.logs()
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, chunks = await load(sessions, document.id)
+    assert ready.attempts == 2
+    assert ready.page_count == 300
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+    assert all(c.embedding is not None for c in chunks)
+
+    deadline = time.monotonic() + 60
+    while "ends without writing anything more" not in workers.logs():
+        assert time.monotonic() < deadline, workers.logs()
+        await asyncio.sleep(0.2)
+    stored, chunks_after = await load(sessions, document.id)
+    assert stored.status is S.READY
+    assert stored.updated_at == ready.updated_at
+    assert [c.id for c in chunks_after] == [c.id for c in chunks]
+    assert events.of(document.id)[-1].status is S.READY
+
+
 async def test_sigterm_lets_the_running_document_finish(
     uploader: Uploader, workers: Workers, sessions: SessionFactory, events: EventLog
 ) -> None:
