@@ -37,6 +37,12 @@ def cancel_flag_key(document_id: UUID) -> str:
     return f"{PREFIX}cancel:{document_id}"
 
 
+def job_tries_key(job_id: str) -> str:
+    """How many tries of one arq job have begun (lexintel_jobs.runner counts them: arq counts a
+    try when it claims a job, even one a shutdown stops before any of its code runs)."""
+    return f"{PREFIX}job-tries:{job_id}"
+
+
 def upload_slots_key(organization_id: UUID) -> str:
     """Sorted set of an organization's uploads in flight (token -> expiry in ms), shared by
     every API process to bound them."""

@@ -6,14 +6,16 @@ no hook then)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
-from arq.constants import in_progress_key_prefix, retry_key_prefix
+from arq.constants import in_progress_key_prefix
 from arq.worker import Function, Retry, func
 
+from lexintel_core import keys
 from lexintel_core.errors import (
     DocumentCancelled,
     DocumentGone,
@@ -29,15 +31,17 @@ from lexintel_jobs import lease, metrics
 from lexintel_jobs.lease import Lease, LeaseLost
 from lexintel_jobs.logs import job_log_context
 from lexintel_jobs.run import JobRun
-from lexintel_jobs.state import state_of
+from lexintel_jobs.state import WorkerState, state_of
 
 logger = logging.getLogger("lexintel.jobs")
 
 Stage = Callable[[JobRun], Awaitable[str]]
 
-# We count tries ourselves (settings.max_tries) so that the last one can mark the document
-# FAILED; arq's own limit only has to be out of the way.
+# We count tries ourselves (settings.max_tries, keys.job_tries_key) so that the last one can
+# mark the document FAILED and a shutdown never burns one; arq's limit only has to be out of
+# the way.
 ARQ_MAX_TRIES = 1000
+_TRIES_TTL_SECONDS = 88400  # as long as arq keeps its own count
 # A run that finds the lease held comes back this long after the holder's lease would expire.
 _LEASE_MARGIN_SECONDS = 0.2
 
@@ -95,19 +99,26 @@ async def _renew_once(run: JobRun, held: Lease) -> bool:
 async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) -> str:
     state = state_of(ctx)
     job_id: str = ctx["job_id"]
-    job_try: int = ctx["job_try"]
     try:
         payload = validate_payload(name, raw)
     except InvalidInput as exc:
         logger.error("rejected job %s: %s (not retried)", job_id, exc)
         return "invalid"
     assert isinstance(payload, DocumentJob)
+    try:
+        job_try = await _begin_try(state, job_id)
+    except Exception as exc:  # Redis is out of reach: arq's own retry needs it too
+        delay = retry_delay(state.settings, 1)
+        logger.warning("could not count the try of job %s, retrying in %.1fs", job_id, delay)
+        raise Retry(defer=delay) from exc
     document_id = payload.document_id
     run = JobRun(state, name, document_id, job_id, job_try, payload.generation)
     with job_log_context(document_id=document_id, job_id=job_id, job_try=job_try):
         heartbeat = asyncio.create_task(_heartbeat(run))
         try:
-            return await _run(run, stage)
+            outcome = await _run(run, stage)
+            await _forget_tries(run)
+            return outcome
         except LeaseLost as exc:
             # Not a failure: the run that took over owns the document, its status and its
             # progress. No retry, no status, no event from here.
@@ -116,6 +127,35 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
         finally:
             heartbeat.cancel()
             await _release(run)
+
+
+async def _begin_try(state: WorkerState, job_id: str) -> int:
+    """Count a try of this job as begun; its number. arq's own count (`ctx["job_try"]`) also
+    counts a claim that a shutdown cancelled before this code ran, which no handler here can
+    give back. A shutdown that lands while this count is in flight gives it back."""
+    key = keys.job_tries_key(job_id)
+
+    async def count() -> int:
+        async with state.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, _TRIES_TTL_SECONDS)
+            tries, _ = await pipe.execute()
+        return int(tries)
+
+    counting = asyncio.ensure_future(count())
+    try:
+        return await asyncio.shield(counting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await counting
+            await state.redis.decr(key)
+        raise
+
+
+async def _forget_tries(run: JobRun) -> None:
+    """The job is over (not to be retried): its count goes."""
+    with contextlib.suppress(Exception):  # it expires anyway
+        await run.state.redis.delete(keys.job_tries_key(run.job_id))
 
 
 async def _run(run: JobRun, stage: Stage) -> str:
@@ -187,8 +227,8 @@ async def _another_run_is_alive(run: JobRun, expires_in: float) -> NoReturn:
 
 
 async def _refund_try(run: JobRun) -> None:
-    """Give back the try arq counted when this run started."""
-    await run.state.redis.decr(retry_key_prefix + run.job_id)
+    """Give back the try counted when this run began."""
+    await run.state.redis.decr(keys.job_tries_key(run.job_id))
 
 
 def _describe(exc: BaseException) -> str:

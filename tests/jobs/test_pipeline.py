@@ -11,7 +11,7 @@ from typing import Any
 import docx
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import result_key_prefix
+from arq.constants import result_key_prefix, retry_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy import delete, update
@@ -476,3 +476,17 @@ async def test_a_failure_to_record_the_outcome_reruns_the_job(
     assert stored.error_code == ErrorCode.PDF_CORRUPT
     assert calls == [S.FAILED, S.FAILED]
     assert worker.jobs_retried == 1
+
+
+async def test_a_claim_cut_off_before_the_job_began_burns_no_try(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, queue: ArqRedis
+) -> None:
+    """A shutdown (grace 0) that cancels a job arq has just claimed, before any of its code
+    ran, leaves arq's try count raised; only the tries that began count."""
+    document = await uploader.upload(make_pdf(["Recital B."]))
+    payload = ProcessDocument(document_id=document.id, generation=document.generation)
+    await queue.set(retry_key_prefix + job_id(JobName.DOCUMENT_PROCESS, payload), 1)
+    await run_worker()
+    stored, _ = await load(sessions, document.id)
+    assert stored.status is S.READY
+    assert stored.attempts == 1
