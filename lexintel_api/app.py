@@ -14,7 +14,6 @@ import gc
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -34,10 +33,11 @@ from lexintel_api.graphiql import graphiql_asset
 from lexintel_api.graphql.schema import create_schema
 from lexintel_api.graphql.view import LexIntelGraphQL, services_of
 from lexintel_api.guards import PREFLIGHT_HEADERS, OutageGuard, UploadGuard
+from lexintel_api.logs import configure_logging
 from lexintel_api.metrics import ApiMetrics, http_middleware
 from lexintel_api.services import open_services
 from lexintel_api.sse import progress_stream
-from lexintel_core import migrate
+from lexintel_core import readiness
 from lexintel_core.settings import Settings
 
 
@@ -46,22 +46,10 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Database, migrations and Redis, answered within `readiness_timeout_seconds`."""
     services = services_of(request)
-    checks: dict[str, str] = {}
-    try:
-        async with services.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        at_head = await migrate.is_at_head(services.engine, services.settings)
-        checks["database"] = "ok"
-        checks["migrations"] = "ok" if at_head else "not at head: run `lexintel db upgrade`"
-    except Exception as exc:
-        checks["database"] = f"unavailable: {type(exc).__name__}"
-    try:
-        await services.redis.ping()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"unavailable: {type(exc).__name__}"
-    ready = all(value == "ok" for value in checks.values()) and len(checks) == 3
+    checks = await readiness.check(services.settings, services.engine)
+    ready = readiness.is_ready(checks)
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
@@ -139,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     metrics.watch_hub(app.state)
     redact_access_log()  # SSE stream tokens ride in URLs
+    configure_logging()
     return app
 
 

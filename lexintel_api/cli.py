@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
+from arq.constants import health_check_key_suffix
 from gql.transport.exceptions import TransportError, TransportServerError
 from rich.console import Console
 from rich.markup import escape
@@ -22,7 +23,7 @@ from lexintel_api.auth import create_api_key
 from lexintel_api.client import ApiClient, ApiError
 from lexintel_api.client import ingest as run_ingest
 from lexintel_api.devstack import run_dev, user_key_file, worker_command
-from lexintel_core import migrate
+from lexintel_core import keys, migrate, readiness
 from lexintel_core.db import create_session_factory, engine_for
 from lexintel_core.models import ApiKey, Organization, utcnow
 from lexintel_core.settings import Settings
@@ -161,9 +162,28 @@ def dev(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(context: typer.Context) -> None:
     """Run an arq worker (`arq lexintel_jobs.worker.WorkerSettings`); extra arguments such as
-    --check or --burst go to arq."""
+    --burst go to arq. `--check` is the probe instead: database, migrations, Redis and a live
+    worker, answered within LEXINTEL_READINESS_TIMEOUT_SECONDS; exit 1 naming what failed."""
+    if "--check" in context.args:
+        raise typer.Exit(_check_worker())
     command = worker_command(*context.args)
     os.execv(command[0], command)  # noqa: S606 - this interpreter, fixed module
+
+
+def _check_worker() -> int:
+    settings = Settings()
+    # The key every live worker of the queue keeps fresh (what `arq --check` reads).
+    worker_key = keys.QUEUE_NAME + health_check_key_suffix
+
+    async def _check() -> dict[str, str]:
+        async with engine_for(settings) as engine:
+            return await readiness.check(settings, engine, worker_key=worker_key)
+
+    checks = asyncio.run(_check())
+    for name, state in checks.items():
+        style = None if state == readiness.OK else "red"
+        console.print(f"{name}: {escape(state)}", style=style, soft_wrap=True)
+    return 0 if readiness.is_ready(checks) else 1
 
 
 # -- client commands (through the API, like any other client) -------------------------

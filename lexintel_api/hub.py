@@ -7,6 +7,12 @@ small bounded buffer, so a slow one only delays itself: when the buffer is full 
 non-terminal event is dropped, a terminal event never is. When Redis drops, the hub
 reconnects with backoff, resubscribes, and re-reads the snapshot of every watched document so
 no subscriber misses a terminal state.
+
+A connection can also die silently (a host gone, packets dropped: no reset, no error, just
+nothing). So the hub PINGs its Pub/Sub connection after `health_check_interval` without a
+message and replaces it when no reply comes within `reply_timeout`; every reconnect attempt
+has a deadline too (twice `connect_timeout`), so a connection is re-established within about
+`2 * connect_timeout + reconnect_max_delay` of Redis being reachable again.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lexintel_core import keys
+from lexintel_core.connections import socket_options
 from lexintel_core.progress import ProgressEvent, read_snapshot
+from lexintel_core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +87,32 @@ class _Channel:
 
 class ProgressHub:
     def __init__(
-        self, redis_url: str, *, buffer_size: int = 16, reconnect_max_delay: float = 5.0
+        self,
+        redis_url: str,
+        *,
+        buffer_size: int = 16,
+        health_check_interval: float = 2.0,
+        reply_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        keepalive_seconds: int = 15,
+        reconnect_max_delay: float = 1.0,
     ) -> None:
         self._redis_url = redis_url
         self._buffer_size = buffer_size
+        self._health_check_interval = health_check_interval
+        self._reply_timeout = reply_timeout
+        # A reconnect attempt: the TCP connect, then as long again for the handshake.
+        self._reconnect_timeout = 2 * connect_timeout
+        self._read_timeout = min(_READ_TIMEOUT, health_check_interval / 2, reply_timeout / 2)
         self._reconnect_max_delay = reconnect_max_delay
+        # No retries: the reader has its own reconnect loop, _read_snapshot its own backoff.
+        # Replies are awaited within asyncio.timeout(reply_timeout) (connections.py: why not
+        # redis-py's socket_timeout).
+        self._options = socket_options(
+            connect_timeout=connect_timeout,
+            dead_after=reply_timeout,
+            keepalive_seconds=keepalive_seconds,
+        )
         self._client: Redis | None = None  # snapshots
         self._pubsub_client: Redis | None = None
         self._pubsub: PubSub | None = None
@@ -97,13 +126,23 @@ class ProgressHub:
         self._broken = False  # a (UN)SUBSCRIBE send failed: the reader must reconnect
         self._closed = False
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProgressHub:
+        return cls(
+            settings.redis_url,
+            health_check_interval=settings.redis_health_check_seconds,
+            reply_timeout=settings.redis_timeout_seconds,
+            connect_timeout=settings.redis_connect_timeout_seconds,
+            keepalive_seconds=settings.redis_keepalive_seconds,
+        )
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._reader is not None:
             raise RuntimeError("ProgressHub already started")
-        self._client = Redis.from_url(self._redis_url)
-        self._pubsub_client = Redis.from_url(self._redis_url)
+        self._client = Redis.from_url(self._redis_url, **self._options)
+        self._pubsub_client = Redis.from_url(self._redis_url, **self._options)
         self._pubsub = self._pubsub_client.pubsub()
         await self._pubsub.connect()
         self._reader = asyncio.create_task(self._run(), name="progress-hub-reader")
@@ -124,7 +163,8 @@ class ProgressHub:
             if self._pubsub is not None:
                 with contextlib.suppress(*_REDIS_ERRORS):
                     if self._subscribed:
-                        await self._pubsub.unsubscribe()
+                        async with asyncio.timeout(self._reply_timeout):
+                            await self._pubsub.unsubscribe()
                 with contextlib.suppress(*_REDIS_ERRORS):
                     await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._subscribed.clear()
@@ -211,8 +251,9 @@ class ProgressHub:
         while True:
             assert self._client is not None
             try:
-                return await read_snapshot(self._client, document_id)
-            except _REDIS_ERRORS:
+                async with asyncio.timeout(self._reply_timeout):
+                    return await read_snapshot(self._client, document_id)
+            except _REDIS_ERRORS:  # TimeoutError is an OSError
                 if self._closed:
                     return None
                 await asyncio.sleep(delay)
@@ -231,15 +272,18 @@ class ProgressHub:
                 if not self._pending_acks.get(name):
                     self._channels[name].confirmed.set()
             try:
-                if remove:
-                    self._subscribed.difference_update(remove)
-                    await pubsub.unsubscribe(*remove)
-                if add:
-                    self._subscribed.update(add)
-                    for name in add:
-                        self._pending_acks[name] = self._pending_acks.get(name, 0) + 1
-                    await pubsub.subscribe(*add)
-            except _REDIS_ERRORS:
+                # A send may first reconnect (and wait on the handshake) while we hold the
+                # lock the reader needs to replace the connection.
+                async with asyncio.timeout(self._reply_timeout):
+                    if remove:
+                        self._subscribed.difference_update(remove)
+                        await pubsub.unsubscribe(*remove)
+                    if add:
+                        self._subscribed.update(add)
+                        for name in add:
+                            self._pending_acks[name] = self._pending_acks.get(name, 0) + 1
+                        await pubsub.subscribe(*add)
+            except _REDIS_ERRORS:  # TimeoutError is an OSError
                 # redis-py may reconnect this connection by itself and resubscribe behind
                 # our back; have the reader replace it and resync instead.
                 self._broken = True
@@ -248,35 +292,69 @@ class ProgressHub:
     # -- reader ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = _INITIAL_RECONNECT_DELAY
+        loop = asyncio.get_running_loop()
         while not self._closed:
             try:
                 await self._read_forever()
             except _REDIS_ERRORS as exc:
                 logger.warning("progress hub lost its Redis Pub/Sub connection: %s", exc)
+            lost, attempts, delay = loop.time(), 0, _INITIAL_RECONNECT_DELAY
+            # The snapshot client's pooled connections likely went the same way; each would
+            # cost a socket timeout once Redis is back (the resync reads through them).
+            assert self._client is not None
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self._client.connection_pool.disconnect()
             while not self._closed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._reconnect_max_delay)
+                attempts += 1
                 try:
-                    await self._reconnect()
-                except _REDIS_ERRORS as exc:
-                    logger.warning("progress hub reconnect failed: %s", exc)
+                    # A reconnect into a network that drops packets would wait on TCP's
+                    # own retransmission backoff: seconds, then tens of seconds.
+                    async with asyncio.timeout(self._reconnect_timeout):
+                        await self._reconnect()
+                except _REDIS_ERRORS as exc:  # TimeoutError is an OSError
+                    # Once per outage; the rest (about one a second) at DEBUG.
+                    (logger.warning if attempts == 1 else logger.debug)(
+                        "progress hub reconnect failed (retrying; further failures at DEBUG): %s",
+                        exc or type(exc).__name__,
+                    )
                     continue
                 self._reconnects += 1
-                delay = _INITIAL_RECONNECT_DELAY
+                logger.info(
+                    "progress hub reconnected to Redis after %.1f s (%d attempts)",
+                    loop.time() - lost,
+                    attempts,
+                )
                 break
 
     async def _read_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        heard = loop.time()  # anything from Redis on this connection: a message, a PONG
+        pinged: float | None = None
         while True:
             pubsub = self._pubsub
             assert pubsub is not None
             if self._broken:
                 raise RedisConnectionError("a subscribe command failed on this connection")
-            message = await pubsub.get_message(timeout=_READ_TIMEOUT)
+            message = await pubsub.get_message(timeout=self._read_timeout)
+            now = loop.time()
             if message is not None:
+                heard, pinged = now, None
                 await self._handle(message)
                 # Let woken subscribers run before the next message: fast ones keep up.
                 await asyncio.sleep(0)
+            elif pinged is not None:
+                if now - pinged > self._reply_timeout:
+                    raise RedisTimeoutError(
+                        f"no reply to a PING within {self._reply_timeout:g} s: the connection "
+                        "died silently"
+                    )
+            elif now - heard >= self._health_check_interval:
+                # The reply ("pong") comes back through get_message like any message.
+                async with self._lock:
+                    await pubsub.ping()
+                pinged = now
 
     async def _reconnect(self) -> None:
         assert self._pubsub_client is not None
@@ -321,7 +399,8 @@ class ProgressHub:
             if name in self._resync and channel.document_id is not None:
                 self._resync.discard(name)
                 assert self._client is not None
-                snapshot = await read_snapshot(self._client, channel.document_id)
+                async with asyncio.timeout(self._reply_timeout):
+                    snapshot = await read_snapshot(self._client, channel.document_id)
                 if snapshot is not None:
                     self._deliver(name, snapshot)
             return

@@ -7,7 +7,7 @@ import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,7 +17,7 @@ from lexintel_api.limits import TenantLimits
 from lexintel_api.revocation import KeyWatch
 from lexintel_core import keys
 from lexintel_core.blobs import BlobStore, create_blob_store
-from lexintel_core.connections import redis_client, redis_retry
+from lexintel_core.connections import redis_client, redis_options
 from lexintel_core.db import SessionFactory, create_engine, create_session_factory
 from lexintel_core.embeddings import Embedder, create_embedder
 from lexintel_core.jobs import json_dumps
@@ -49,16 +49,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         sessions = create_session_factory(engine)
         redis = redis_client(settings)
         stack.push_async_callback(redis.aclose)
-        # Jobs are enqueued as JSON: workers never unpickle anything.
-        queue = await create_pool(
-            dataclasses.replace(
-                RedisSettings.from_dsn(settings.redis_url), **redis_retry(settings)
-            ),
-            default_queue_name=keys.QUEUE_NAME,
-            job_serializer=json_dumps,
-        )
+        # Built here rather than by arq's create_pool, whose RedisSettings carry no socket
+        # timeouts or keepalive. Jobs are enqueued as JSON: workers never unpickle anything.
+        queue: ArqRedis = ArqRedis.from_url(settings.redis_url, **redis_options(settings))
+        queue.job_serializer = json_dumps
+        queue.default_queue_name = keys.QUEUE_NAME
         stack.push_async_callback(queue.aclose)
-        hub = ProgressHub(settings.redis_url)
+        await queue.ping()
+        hub = ProgressHub.from_settings(settings)
         await hub.start()
         stack.push_async_callback(hub.aclose)
         embedder = create_embedder(settings)

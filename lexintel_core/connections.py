@@ -2,8 +2,10 @@
 
 Redis clients ride out a restart instead of failing at the first lost connection: arq's
 worker loop has no error handling of its own, so a single refused connection while it polls
-the queue would end the worker process. `is_connection_failure` tells an outage (worth a
-retry, reported as SERVICE_UNAVAILABLE) from a bug."""
+the queue would end the worker process. They also notice a connection that died silently (a
+deadline on connects; the kernel closes a connection that stops acknowledging or answering
+keepalive probes) instead of waiting on it forever. `is_connection_failure` tells an outage
+(worth a retry, reported as SERVICE_UNAVAILABLE) from a bug."""
 
 from __future__ import annotations
 
@@ -73,6 +75,50 @@ def redis_retry(settings: Settings) -> dict[str, Any]:
     }
 
 
+def socket_options(
+    *, connect_timeout: float, dead_after: float, keepalive_seconds: int
+) -> dict[str, Any]:
+    """redis-py connection options that notice a dead peer (a host gone or packets dropped,
+    where no reset ever comes): a connect has a deadline, and the kernel closes a connection
+    whose sent data stays unacknowledged for `dead_after` seconds (TCP_USER_TIMEOUT) or that
+    stops answering keepalive probes, sent after `keepalive_seconds` idle.
+
+    Not redis-py's `socket_timeout`: it sends each command through `asyncio.wait_for`, which
+    on Python 3.11 often swallows a cancellation that arrives as the send completes (the task
+    goes on as if never cancelled: arq's worker would not stop on SIGTERM, a test's worker
+    task would not end). Code that must not wait long on a reply (readiness, the progress
+    hub) wraps it in `asyncio.timeout`, which has no such race."""
+    options = (
+        ("TCP_KEEPIDLE", keepalive_seconds),
+        ("TCP_KEEPINTVL", max(1, keepalive_seconds // 3)),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", round(dead_after * 1000)),
+    )
+    return {
+        "socket_connect_timeout": connect_timeout,
+        "socket_keepalive": True,
+        # Linux names; elsewhere plain keepalive with the system's timings.
+        "socket_keepalive_options": {
+            getattr(socket, name): value for name, value in options if hasattr(socket, name)
+        },
+    }
+
+
+def redis_socket_options(settings: Settings) -> dict[str, Any]:
+    """`socket_options` from settings."""
+    return socket_options(
+        connect_timeout=settings.redis_connect_timeout_seconds,
+        dead_after=settings.redis_timeout_seconds,
+        keepalive_seconds=settings.redis_keepalive_seconds,
+    )
+
+
+def redis_options(settings: Settings) -> dict[str, Any]:
+    """Everything a long-lived redis-py client (or arq pool) of LexIntel is built with: the
+    socket options above and the retries through an outage."""
+    return {**redis_socket_options(settings), **redis_retry(settings)}
+
+
 def redis_client(settings: Settings) -> Redis:
-    client: Redis = Redis.from_url(settings.redis_url, **redis_retry(settings))
+    client: Redis = Redis.from_url(settings.redis_url, **redis_options(settings))
     return client

@@ -92,6 +92,25 @@ class Settings(BaseSettings):
     # How long a Redis command keeps reconnecting through an outage (a restart, a failover)
     # before it fails; workers and the API wait instead of crashing or erroring at once.
     redis_retry_seconds: float = Field(default=60.0, ge=0)
+    # Noticing a dead Redis connection (a host gone, packets dropped: no reset ever comes),
+    # on every client (lexintel_core/connections.py). A TCP connect gives up after the
+    # connect timeout; the kernel closes a connection whose sent data stays unacknowledged
+    # for `redis_timeout_seconds` (TCP_USER_TIMEOUT, Linux), or that stops answering the
+    # keepalive probes it gets after `redis_keepalive_seconds` idle (3, a third of that
+    # apart); a command then reconnects and retries as above. The API's progress hub PINGs
+    # its Pub/Sub connection after `redis_health_check_seconds` without a message and
+    # replaces it when no reply comes within `redis_timeout_seconds` (so it notices within
+    # the sum of the two); while Redis is unreachable it tries a new one every second or
+    # so, each attempt given twice the connect timeout.
+    redis_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    redis_timeout_seconds: float = Field(default=5.0, gt=0)
+    redis_keepalive_seconds: int = Field(default=15, ge=3)
+    redis_health_check_seconds: float = Field(default=2.0, gt=0)
+    # `/readyz` and `lexintel worker --check` give each dependency this long to answer, all
+    # at once, then answer (503, or exit 1, naming each that did not): a probe with a 2 s
+    # timeout gets its answer. Each is asked once, without the retries above (Redis on a
+    # connection of its own).
+    readiness_timeout_seconds: float = Field(default=1.5, gt=0)
 
     # Uploads and jobs
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)

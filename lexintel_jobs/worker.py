@@ -1,5 +1,7 @@
 """The arq worker. Run it with `arq lexintel_jobs.worker.WorkerSettings` (or `lexintel
-worker`); `arq --check lexintel_jobs.worker.WorkerSettings` is the liveness probe.
+worker`); `lexintel worker --check` is the probe (database, migrations, Redis and a live
+worker, answered within LEXINTEL_READINESS_TIMEOUT_SECONDS). `arq --check` still works but
+rides out a Redis outage through the retries below before it answers.
 
 Everything comes from `LEXINTEL_*` settings. Job arguments and results are JSON, never
 pickle: a Redis that someone else can write to must not become code execution here."""
@@ -10,16 +12,17 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import socket
 import uuid
 from typing import Any
 
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function
 
 from lexintel_core import keys
-from lexintel_core.connections import redis_retry
+from lexintel_core.connections import redis_options, redis_retry
 from lexintel_core.jobs import JobName, json_dumps, json_loads
 from lexintel_core.settings import Settings
 from lexintel_jobs import metrics
@@ -131,13 +134,28 @@ def functions(settings: Settings) -> list[Function]:
     ]
 
 
+def redis_pool(settings: Settings) -> ArqRedis:
+    """The worker's Redis client (`ctx["redis"]`), built here: arq's RedisSettings carry no
+    socket timeouts or keepalive, and a worker must notice a connection that died silently.
+    Nothing connects until the worker runs."""
+    pool: ArqRedis = ArqRedis.from_url(settings.redis_url, **redis_options(settings))
+    pool.job_serializer = json_dumps
+    pool.job_deserializer = json_loads
+    pool.default_queue_name = keys.QUEUE_NAME
+    return pool
+
+
 def worker_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker`, from settings."""
     return {
         "functions": functions(settings),
         "queue_name": keys.QUEUE_NAME,
+        "redis_pool": redis_pool(settings),
+        # What `arq --check` connects with (the worker itself uses redis_pool).
         "redis_settings": dataclasses.replace(
-            RedisSettings.from_dsn(settings.redis_url), **redis_retry(settings)
+            RedisSettings.from_dsn(settings.redis_url),
+            conn_timeout=math.ceil(settings.redis_connect_timeout_seconds),
+            **redis_retry(settings),
         ),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

@@ -9,7 +9,11 @@ host the test speaks from.
   set of chunks.
 - A worker cut off by a partition that comes back after its document was taken over must
   write nothing.
-Needs root and iproute2 (`ip`); skips with the reason otherwise, fails in CI. The
+- Redis silent for 20 s to the API host (its packets dropped on the switch): `/readyz`
+  answers 503 within 2 s during the cut, and subscribers get events again within 5 s of the
+  restore.
+
+Needs root and iproute2 (`ip`, `tc`); skips with the reason otherwise, fails in CI. The
 measured times are printed as `[cross-host] ...` lines, captured output or not.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import time
@@ -27,6 +32,7 @@ from typing import Any
 import pytest
 
 from tests.faults.hosts import (
+    REDIS_PORT,
     Cluster,
     Watcher,
     WorkerHost,
@@ -313,3 +319,93 @@ def test_a_partitioned_worker_that_returns_writes_nothing(
 
 
 # -- (c) Redis silent to the API host for 20 s ---------------------------------------------
+
+REDIS_CUT_SECONDS = 20.0
+RESUME_WITHIN = 5.0
+READYZ_WITHIN = 2.0
+READYZ_PROBES = (2.0, 12.0)  # seconds into the cut
+READYZ_LIMIT = 6.0  # a probe without an answer by then counts as none (and ends in the cut)
+# Work for progress events to flow through the cut and well after it: one worker, one
+# document at a time, for about this long at the pace of the clean run.
+CUT_WORK_SECONDS = 2 * (REDIS_CUT_SECONDS + RESUME_WITHIN) + 10
+
+
+def test_redis_silent_to_the_api_host_subscribers_resume_and_readyz_answers(
+    hosts: Cluster, clean_run: CleanRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    documents = min(60, max(4, math.ceil(CUT_WORK_SECONDS / clean_run.seconds)))
+    worker = hosts.start_worker(WORKER_CONCURRENCY=1)
+    worker.wait_started(STARTUP_SECONDS)
+
+    async def scenario() -> dict[str, Any]:
+        case_id = await hosts.create_case("Redis cut")
+        ids = [
+            await hosts.upload(case_id, _document(100 + n), f"cut-{n}.pdf")
+            for n in range(documents)
+        ]
+        watcher = hosts.watch_case(case_id)
+        last = hosts.watch(ids[-1])
+        try:
+            await watcher.until(lambda e: e["status"] == "EXTRACTING", within=60)
+            published_before = await hosts.published(ids)
+            try:
+                hosts.network.cut(REDIS_PORT, hosts.data, hosts.api)
+            except NetnsError as exc:
+                unavailable(f"cannot drop packets on the switch (tc htb/u32): {exc}")
+            cut = time.monotonic()
+
+            async def probe(at: float) -> tuple[int | None, float, str]:
+                await asyncio.sleep(at)
+                return await hosts.readyz(limit=READYZ_LIMIT)
+
+            probing = asyncio.gather(*(probe(at) for at in READYZ_PROBES))
+            await asyncio.sleep(max(0.0, cut + REDIS_CUT_SECONDS - time.monotonic()))
+            probes = await probing
+            published_during = await hosts.published(ids) - published_before
+            dropped = hosts.network.dropped(hosts.api) + hosts.network.dropped(hosts.data)
+            hosts.network.restore()
+            restored = time.monotonic()
+            heard_during = [at - cut for at, _ in watcher.since(cut + 1.0) if at < restored]
+            assert published_during > 0, "the worker published nothing during the cut"
+            ready = await hosts.ready_count(ids)
+            assert ready < len(ids), "all documents READY by the restore: give it more work"
+            resumed = await watcher.first_since(restored, within=60)
+            resume = None if resumed is None else resumed - restored
+            after = await hosts.readyz(limit=READYZ_LIMIT)
+            await last.until(lambda e: e["status"] == "READY", within=4 * CUT_WORK_SECONDS)
+        finally:
+            await watcher.close()
+            await last.close()
+        for document_id in ids:
+            state = await hosts.document(document_id)
+            assert state.status == "READY", (document_id, state.status)
+        return {
+            "probes": probes,
+            "resume": resume,
+            "heard_during": heard_during,
+            "published_during": published_during,
+            "dropped": dropped,
+            "after": after,
+        }
+
+    result = hosts.run(scenario())
+    probes = result["probes"]
+    resume = result["resume"]
+    report(
+        capsys,
+        f"Redis cut to the API host for {REDIS_CUT_SECONDS:.0f} s ({result['dropped']} packets "
+        f"dropped, {result['published_during']} events published meanwhile): subscribers "
+        + (f"resumed {resume:.2f} s after the restore" if resume is not None else "never resumed")
+        + "; /readyz during the cut: "
+        + ", ".join(f"{code or 'no answer'} in {seconds:.2f} s" for code, seconds, _ in probes)
+        + f"; after: {result['after'][0]} in {result['after'][1]:.2f} s",
+    )
+    assert not result["heard_during"], f"events got through the cut: {result['heard_during']}"
+    for code, seconds, body in probes:
+        answer = f"{code or 'no answer'} after {seconds:.1f}s: {body}"
+        assert code == 503, f"/readyz during the cut: {answer} (wanted 503)"
+        assert seconds <= READYZ_WITHIN, f"/readyz during the cut: {answer} (too slow)"
+    assert resume is not None, "subscribers got nothing within 60 s of the restore"
+    assert resume <= RESUME_WITHIN, (
+        f"subscribers resumed {resume:.1f}s after Redis came back (wanted {RESUME_WITHIN}s)"
+    )
