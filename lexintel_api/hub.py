@@ -5,14 +5,14 @@ Redis), then reads the stored snapshot and yields it, then yields only events wi
 `seq`; a document subscription completes after the terminal event. Each subscriber has a
 small bounded buffer, so a slow one only delays itself: when the buffer is full the oldest
 non-terminal event is dropped, a terminal event never is. When Redis drops, the hub
-reconnects with backoff, resubscribes, and re-reads the snapshot of every watched document so
-no subscriber misses a terminal state.
+reconnects with the shared Redis backoff (`connections.REDIS_BACKOFF`), resubscribes, and
+re-reads the snapshot of every watched document so no subscriber misses a terminal state.
 
 A connection can also die silently (a host gone, packets dropped: no reset, no error, just
 nothing). So the hub PINGs its Pub/Sub connection after `health_check_interval` without a
 message and replaces it when no reply comes within `reply_timeout`; every reconnect attempt
 has a deadline too (twice `connect_timeout`), so a connection is re-established within about
-`2 * connect_timeout + reconnect_max_delay` of Redis being reachable again.
+`2 * connect_timeout` plus the backoff's cap (1 s) of Redis being reachable again.
 """
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lexintel_core import keys
-from lexintel_core.connections import socket_options
+from lexintel_core.connections import REDIS_BACKOFF, socket_options
 from lexintel_core.progress import ProgressEvent, read_snapshot
 from lexintel_core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-_INITIAL_RECONNECT_DELAY = 0.1
 _READ_TIMEOUT = 1.0
 
 
@@ -95,7 +94,6 @@ class ProgressHub:
         reply_timeout: float = 5.0,
         connect_timeout: float = 2.0,
         keepalive_seconds: int = 15,
-        reconnect_max_delay: float = 1.0,
     ) -> None:
         self._redis_url = redis_url
         self._buffer_size = buffer_size
@@ -104,10 +102,9 @@ class ProgressHub:
         # A reconnect attempt: the TCP connect, then as long again for the handshake.
         self._reconnect_timeout = 2 * connect_timeout
         self._read_timeout = min(_READ_TIMEOUT, health_check_interval / 2, reply_timeout / 2)
-        self._reconnect_max_delay = reconnect_max_delay
-        # No retries: the reader has its own reconnect loop, _read_snapshot its own backoff.
-        # Replies are awaited within asyncio.timeout(reply_timeout) (connections.py: why not
-        # redis-py's socket_timeout).
+        # No redis-py retries: the reader reconnects, and _read_snapshot retries, by itself
+        # with REDIS_BACKOFF for as long as the hub runs. Replies are awaited within
+        # asyncio.timeout(reply_timeout) (connections.py: why not redis-py's socket_timeout).
         self._options = socket_options(
             connect_timeout=connect_timeout,
             dead_after=reply_timeout,
@@ -247,7 +244,7 @@ class ProgressHub:
 
     async def _read_snapshot(self, document_id: UUID) -> ProgressEvent | None:
         """The stored snapshot, waiting out a Redis outage (the hub is reconnecting)."""
-        delay = _INITIAL_RECONNECT_DELAY
+        failures = 0
         while True:
             assert self._client is not None
             try:
@@ -256,8 +253,8 @@ class ProgressHub:
             except _REDIS_ERRORS:  # TimeoutError is an OSError
                 if self._closed:
                     return None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._reconnect_max_delay)
+                failures += 1
+                await asyncio.sleep(REDIS_BACKOFF.compute(failures))
 
     async def _sync(self) -> None:
         """Bring the connection's subscriptions in line with the wanted channels."""
@@ -298,16 +295,15 @@ class ProgressHub:
                 await self._read_forever()
             except _REDIS_ERRORS as exc:
                 logger.warning("progress hub lost its Redis Pub/Sub connection: %s", exc)
-            lost, attempts, delay = loop.time(), 0, _INITIAL_RECONNECT_DELAY
+            lost, attempts = loop.time(), 0
             # The snapshot client's pooled connections likely went the same way; each would
             # cost a socket timeout once Redis is back (the resync reads through them).
             assert self._client is not None
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self._client.connection_pool.disconnect()
             while not self._closed:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._reconnect_max_delay)
                 attempts += 1
+                await asyncio.sleep(REDIS_BACKOFF.compute(attempts))
                 try:
                     # A reconnect into a network that drops packets would wait on TCP's
                     # own retransmission backoff: seconds, then tens of seconds.

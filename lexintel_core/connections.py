@@ -5,7 +5,12 @@ worker loop has no error handling of its own, so a single refused connection whi
 the queue would end the worker process. They also notice a connection that died silently (a
 deadline on connects; the kernel closes a connection that stops acknowledging or answering
 keepalive probes) instead of waiting on it forever. `is_connection_failure` tells an outage
-(worth a retry, reported as SERVICE_UNAVAILABLE) from a bug."""
+(worth a retry, reported as SERVICE_UNAVAILABLE) from a bug.
+
+The retry policies of calls to other services live here: `REDIS_BACKOFF` for every Redis
+client (redis-py's command retries and the progress hub's reconnects), the `EMBEDDING_*`
+constants for the OpenAI-compatible embedder. Whole jobs are retried after
+`settings.retry_delays_seconds`."""
 
 from __future__ import annotations
 
@@ -45,14 +50,19 @@ def is_connection_failure(error: BaseException | None) -> bool:
     return False
 
 
-_BACKOFF_CAP_SECONDS = 1.0
-_BACKOFF_BASE_SECONDS = 0.05
+# Waits 0.1, 0.2, 0.4, 0.8 s after the first failures, then every 1 s.
+REDIS_BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
+
+# One request to the embedding endpoint: a few quick retries; a longer outage is the
+# job-level retry's business.
+EMBEDDING_MAX_RETRIES = 3
+EMBEDDING_BACKOFF_BASE_SECONDS = 0.5
+EMBEDDING_BACKOFF_CAP_SECONDS = 20.0  # Retry-After included
 
 
 def _wait(retries: int) -> float:
     """Seconds one retry loop sleeps in all before it gives up."""
-    backoff = ExponentialBackoff(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS)
-    return sum(backoff.compute(failure) for failure in range(1, retries + 1))
+    return sum(REDIS_BACKOFF.compute(failure) for failure in range(1, retries + 1))
 
 
 def redis_retry(settings: Settings) -> dict[str, Any]:
@@ -64,7 +74,7 @@ def redis_retry(settings: Settings) -> dict[str, Any]:
     while (retries + 2) * _wait(retries) < settings.redis_retry_seconds:
         retries += 1
     return {
-        "retry": Retry(ExponentialBackoff(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS), retries),
+        "retry": Retry(REDIS_BACKOFF, retries),
         # OSError: a refused connection while the server restarts (raised before redis-py
         # wraps it in its own ConnectionError).
         "retry_on_error": [

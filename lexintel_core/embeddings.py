@@ -25,7 +25,6 @@ import itertools
 import logging
 import math
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,20 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
+from lexintel_core.connections import (
+    EMBEDDING_BACKOFF_BASE_SECONDS,
+    EMBEDDING_BACKOFF_CAP_SECONDS,
+    EMBEDDING_MAX_RETRIES,
+)
 from lexintel_core.errors import ErrorCode, LexIntelError, RetryableError
 from lexintel_core.settings import Settings
 
@@ -359,14 +371,22 @@ def _server_message(response: httpx.Response) -> str:
     return response.text[:500].strip() or response.reason_phrase
 
 
+class _TransientFailure(Exception):
+    """A try of a request that failed in a way worth retrying: 408, 429, 5xx, transport."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class OpenAIEmbedder:
     """Any OpenAI-compatible embeddings endpoint (OpenAI, Ollama, vLLM, TEI) over HTTP.
 
-    Batches are sent one after the other. 408, 429, 5xx and transport errors are retried up
-    to `max_retries` times with exponential backoff (`backoff_base` * 2**attempt, capped at
-    `backoff_max`, a little jitter), honouring Retry-After (also capped: longer waits are the
-    job-level retry's business); then `RetryableError`. Other 4xx and malformed answers raise
-    `EmbeddingError` at once.
+    Batches are sent one after the other. 408, 429, 5xx and transport errors are retried
+    (tenacity) up to `max_retries` times with exponential backoff (`backoff_base` * 2**retry,
+    capped at `backoff_max`, plus up to `backoff_base` of jitter), honouring Retry-After
+    (also capped: longer waits are the job-level retry's business); then `RetryableError`.
+    Other 4xx and malformed answers raise `EmbeddingError` at once.
     """
 
     def __init__(
@@ -377,18 +397,20 @@ class OpenAIEmbedder:
         model: str,
         dimension: int,
         batch_size: int,
-        max_retries: int = 3,
+        max_retries: int = EMBEDDING_MAX_RETRIES,
         timeout: float = 30.0,
-        backoff_base: float = 0.5,
-        backoff_max: float = 20.0,
+        backoff_base: float = EMBEDDING_BACKOFF_BASE_SECONDS,
+        backoff_max: float = EMBEDDING_BACKOFF_CAP_SECONDS,
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/embeddings"
         self._model_name = model
         self._dimension = dimension
         self._batch_size = max(1, batch_size)
         self._max_retries = max(0, max_retries)
-        self._backoff_base = backoff_base
         self._backoff_max = backoff_max
+        self._backoff = wait_exponential(multiplier=backoff_base, max=backoff_max) + wait_random(
+            0, backoff_base
+        )
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Constructing the client opens no connection.
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
@@ -408,46 +430,54 @@ class OpenAIEmbedder:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        retry_after = _retry_after_seconds(response) if response is not None else None
-        if retry_after is not None:
-            return min(retry_after, self._backoff_max)
-        delay = min(self._backoff_base * 2.0**attempt, self._backoff_max)
-        # Jitter spreads out workers that failed together; not security-relevant.
-        return delay * (1 + 0.1 * random.random())  # noqa: S311
+    def _wait(self, state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, _TransientFailure) and failure.retry_after is not None:
+            return min(failure.retry_after, self._backoff_max)
+        return self._backoff(state)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        logger.warning(
+            "embedding request to %s failed (%s); retry %d/%d in %.2f s",
+            self._url,
+            failure,
+            state.attempt_number,
+            self._max_retries,
+            state.upcoming_sleep,
+        )
+
+    async def _try_post(self, batch: Sequence[str]) -> httpx.Response:
+        try:
+            response = await self._client.post(
+                self._url, json={"model": self._model_name, "input": list(batch)}
+            )
+        except httpx.TransportError as exc:
+            raise _TransientFailure(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        status = response.status_code
+        if status < 400:
+            return response
+        message = _server_message(response)
+        if status != 408 and status != 429 and status < 500:
+            raise EmbeddingError(
+                f"embedding endpoint {self._url} rejected the request (HTTP {status}): {message}"
+            )
+        raise _TransientFailure(f"HTTP {status}: {message}", _retry_after_seconds(response))
 
     async def _post(self, batch: Sequence[str]) -> httpx.Response:
-        last_error = ""
-        for attempt in range(self._max_retries + 1):
-            response: httpx.Response | None = None
-            try:
-                response = await self._client.post(
-                    self._url, json={"model": self._model_name, "input": list(batch)}
-                )
-            except httpx.TransportError as exc:
-                last_error = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                message = _server_message(response)
-                if status != 408 and status != 429 and status < 500:
-                    raise EmbeddingError(
-                        f"embedding endpoint {self._url} rejected the request "
-                        f"(HTTP {status}): {message}"
-                    )
-                last_error = f"HTTP {status}: {message}"
-            if attempt < self._max_retries:
-                delay = self._delay(attempt, response)
-                logger.warning(
-                    "embedding request to %s failed (%s); retry %d/%d in %.2f s",
-                    self._url,
-                    last_error,
-                    attempt + 1,
-                    self._max_retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(_TransientFailure),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            return await retrying(self._try_post, batch)
+        except _TransientFailure as exc:
+            last_error = str(exc)
+        # Outside the except block, so no transport error hangs on it as its context:
+        # `is_connection_failure` would take it for a database or Redis outage.
         raise RetryableError(
             f"embedding endpoint {self._url} failed {self._max_retries + 1} times; "
             f"last error: {last_error}"

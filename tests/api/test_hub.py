@@ -25,7 +25,7 @@ BUFFER_SIZE = 16
 
 @pytest.fixture
 async def hub(settings: Settings, redis: Redis) -> AsyncIterator[ProgressHub]:
-    hub = ProgressHub(settings.redis_url, buffer_size=BUFFER_SIZE, reconnect_max_delay=0.5)
+    hub = ProgressHub(settings.redis_url, buffer_size=BUFFER_SIZE)
     await hub.start()
     yield hub
     await hub.aclose()

@@ -356,6 +356,18 @@ async def test_openai_retries_plain_text_502_with_http_date_retry_after(
     assert len(server.requests) == 2
 
 
+async def test_openai_waits_a_long_retry_after_only_up_to_the_cap(
+    server: FakeEmbeddingsServer, make_openai: Callable[..., OpenAIEmbedder]
+) -> None:
+    server.replies.append(Reply(503, {"error": "overloaded"}, {"Retry-After": "3600"}))
+    embedder = make_openai(server.url, backoff_max=0.5)
+    started = time.monotonic()
+    await embedder.embed(["anything"])
+    # The backoff alone would have waited 0.001-0.002 s.
+    assert 0.5 <= time.monotonic() - started < 5
+    assert len(server.requests) == 2
+
+
 async def test_openai_persistent_503_becomes_retryable_error(
     server: FakeEmbeddingsServer, make_openai: Callable[..., OpenAIEmbedder]
 ) -> None:
