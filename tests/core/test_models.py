@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -13,8 +12,6 @@ from lexintel_core.documents import DocumentRepository
 from lexintel_core.errors import DuplicateDocument, ErrorCode
 from lexintel_core.models import (
     ApiKey,
-    ChatConversation,
-    ChatMessage,
     Document,
     DocumentChunk,
     Organization,
@@ -191,36 +188,6 @@ async def test_hnsw_index_serves_nearest_neighbour_queries(
             )
         ).all()
         assert len(nearest) == 5
-
-
-async def test_chat_messages_keep_their_cited_chunk_ids(sessions: SessionFactory) -> None:
-    cited = [uuid.uuid4(), uuid.uuid4()]
-    async with sessions.begin() as session:
-        case = await factories.case(session)
-        conversation = ChatConversation(case_id=case.id, title="Termination clauses")
-        session.add(conversation)
-        await session.flush()
-        session.add_all(
-            [
-                ChatMessage(conversation_id=conversation.id, role="user", content="When?"),
-                ChatMessage(
-                    conversation_id=conversation.id,
-                    role="assistant",
-                    content="On 30 days' notice (p. 4).",
-                    cited_chunk_ids=cited,
-                ),
-            ]
-        )
-    async with sessions() as session:
-        loaded = await session.scalar(
-            select(ChatConversation)
-            .where(ChatConversation.id == conversation.id)
-            .options(selectinload(ChatConversation.messages))
-        )
-        assert loaded is not None
-        by_role = {message.role: message for message in loaded.messages}
-        assert by_role["user"].cited_chunk_ids == []
-        assert by_role["assistant"].cited_chunk_ids == cited
 
 
 async def test_deleting_a_case_removes_its_documents_and_chunks(sessions: SessionFactory) -> None:

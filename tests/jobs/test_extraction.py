@@ -35,6 +35,7 @@ from lexintel_jobs.extraction import (
 from lexintel_jobs.extraction import child as extraction_child
 from lexintel_jobs.extraction.pages import PageDone, PageResult, PageSource, Reading
 from lexintel_jobs.extraction.protocol import read_frame
+from lexintel_jobs.extraction.text import html_to_text
 from tests.jobs.conftest import PDF_SAMPLES, corpus_entry, pdf_sample
 
 # Files of the shared sample corpus: pdf_sample(NAME) gives the path, or skips the test (fails
@@ -393,15 +394,42 @@ def test_html_declared_charset(tmp_path: Path) -> None:
         "<html><body>" + "<a" * 500_000,  # no ">" after the "<"s: quadratic in html.parser
         "<html><body>" + "<a " * 300_000 + ">",
         "<html><body>" + "a < b " * 500_000,
+        "<html><body>" + "<div>x" * 200_000,  # nesting scans are quadratic in some parsers
+        "<html><body>" + "<ul><li>x" * 100_000,
+        "<html><body>" + "<!--" * 500_000,
+        "<html><body><script>" + "if (a<b) x(); " * 500_000,  # never closed
+        "<html><body><table>" + "<tr><td>a</td><td>b</td></tr>" * 300_000 + "</table>",
     ],
-    ids=["big-text", "big-attribute", "unclosed-tags", "one-huge-tag", "many-lt"],
-)
+    ids=[
+        "big-text", "big-attribute", "unclosed-tags", "one-huge-tag", "many-lt", "deep-divs",
+        "deep-lists", "unclosed-comments", "unclosed-script", "big-table",
+    ],
+)  # fmt: skip
 def test_html_pathological_inputs_stay_linear(page: str, tmp_path: Path) -> None:
     path = tmp_path / "big.html"
     path.write_text(page, encoding="utf-8")
     started = time.perf_counter()
     extract_file(path)
     assert time.perf_counter() - started < 10
+
+
+def test_html_deep_nesting_keeps_every_word() -> None:
+    # Unclosed inline tags nest deeper with each paragraph; parsers with a depth limit (lxml's
+    # is 256) drop what lies below it, and all that follows.
+    sloppy = "<html><body>" + "<p><font>Clause text. " * 5_000 + "<p>The end.</body></html>"
+    text = html_to_text(sloppy)
+    assert text.count("Clause text.") == 5_000
+    assert text.endswith("Clause text.\n\nThe end.")
+    deep = "<div>" * 3_000 + "deep" + "</div>" * 3_000 + "<p>after</p>"
+    assert html_to_text(deep) == "deep\n\nafter"
+
+
+def test_html_is_tokenized_as_browsers_do() -> None:
+    # Script content is raw text, even when it looks like markup, and "<script/>" opens it.
+    assert html_to_text('<script>document.write("</p>")</script>shown') == "shown"
+    assert html_to_text("<script/>hidden</script>shown") == "shown"
+    assert html_to_text("a < b &copy &amp c") == "a < b © & c"  # legacy entities, no ";"
+    assert html_to_text("<p>Done.</p>Cut off <a hre") == "Done.\n\nCut off"  # no tag: dropped
 
 
 # DOCX
