@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
 
 from lexintel_api.auth import StreamTokens
 from lexintel_api.hub import ProgressHub
@@ -39,6 +40,12 @@ class Services:
     stream_tokens: StreamTokens
     limits: TenantLimits
     key_watch: KeyWatch
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    """The services of the app that serves `connection` (a request or a WebSocket)."""
+    services: Services = connection.app.state.services
+    return services
 
 
 @contextlib.asynccontextmanager

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionResult, StreamExecutionResult
 
 from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
 from lexintel_core.errors import ErrorCode, LexIntelError, RateLimited
@@ -44,8 +48,25 @@ def _coded(error: GraphQLError) -> GraphQLError:
     )
 
 
-class ErrorCodes(MaskErrors):
-    """MaskErrors that also names every error it lets through."""
+def _code_errors(result: GraphQLExecutionResult | StreamExecutionResult | None) -> None:
+    if isinstance(result, (GraphQLExecutionResult, ExecutionResult)) and result.errors:
+        result.errors = [_coded(error) for error in result.errors]
 
-    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [_coded(error) for error in errors]
+
+class ErrorCodes(SchemaExtension):
+    """Names every error and masks the unexpected ones, after `Schema.process_errors` has
+    logged the originals: a single result when the operation ends, a streamed one (a
+    subscription's, or any operation over SSE or a WebSocket) before it is sent."""
+
+    _streamed = False
+
+    def on_operation(self) -> Iterator[None]:
+        self._streamed = False
+        yield
+        if not self._streamed:  # a stream's last result already left, coded
+            _code_errors(self.execution_context.result)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        self._streamed = True
+        _code_errors(result)
+        yield

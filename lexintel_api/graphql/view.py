@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -34,7 +34,7 @@ from lexintel_api.graphql.http_request import (
 )
 from lexintel_api.graphql.transport_ws import LegacyWSHandler, TransportWSHandler
 from lexintel_api.guards import error_body
-from lexintel_api.services import Services
+from lexintel_api.services import services_of
 from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
 from lexintel_core.errors import ErrorCode, LexIntelError, RateLimited, Unauthenticated
 
@@ -45,11 +45,6 @@ SUBSCRIPTION_TRANSPORTS = (
     "GraphQL over SSE (POST with `Accept: text/event-stream`) or incremental delivery over "
     'HTTP (`Accept: multipart/mixed;subscriptionSpec="1.0"`)'
 )
-
-
-def services_of(request: HTTPConnection) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 class LexIntelGraphQL(GraphQL[Context, None]):
