@@ -11,12 +11,14 @@ import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lexintel_api.auth import Principal
 from lexintel_api.services import Services
+from lexintel_core import lifecycle
 from lexintel_core.cancellation import clear_cancel, request_cancel
 from lexintel_core.documents import DocumentRepository
 from lexintel_core.errors import (
@@ -30,11 +32,10 @@ from lexintel_core.errors import (
 )
 from lexintel_core.filetypes import HEAD_SIZE, detect_content_type
 from lexintel_core.jobs import JobName, ProcessDocument, enqueue
-from lexintel_core.models import Case, Document, DocumentChunk
-from lexintel_core.progress import ProgressEvent, Stage, publish_progress, read_snapshot
+from lexintel_core.models import Case, Document
+from lexintel_core.progress import ProgressEvent, publish_progress, read_snapshot
 from lexintel_core.status import ProcessingStatus
 
-S = ProcessingStatus
 MAX_FILENAME_CHARS = 255
 
 # Opens the uploaded bytes from the start; called again if the blob must be written twice.
@@ -112,17 +113,8 @@ class DocumentService:
     async def get(
         self, session: AsyncSession, document_id: uuid.UUID, *, lock: bool = False
     ) -> Document:
-        statement = (
-            select(Document)
-            .join(Case, Case.id == Document.case_id)
-            .where(
-                Document.id == document_id,
-                Case.organization_id == self.principal.organization_id,
-            )
-        )
-        if lock:
-            statement = statement.with_for_update(of=Document)
-        document = await session.scalar(statement)
+        repository = DocumentRepository(session, self.principal.organization_id)
+        document = await repository.get(document_id, lock=lock)
         if document is None:
             raise NotFound(f"document {document_id} does not exist")
         return document
@@ -152,7 +144,8 @@ class DocumentService:
                 if not await self.services.blobs.exists(stored.key):
                     # A delete released these bytes between our write and the lock.
                     await self.services.blobs.put(open_stream(), max_bytes=None)
-                document = await DocumentRepository(session).add(
+                repository = DocumentRepository(session, self.principal.organization_id)
+                document = await repository.add(
                     Document(
                         case_id=case_id,
                         filename=filename,
@@ -173,18 +166,16 @@ class DocumentService:
 
     async def _queue(self, document: Document) -> None:
         # Publish QUEUED before enqueueing: a fast worker's first event must come after it.
-        await publish_progress(
-            self.services.redis,
-            ProgressEvent(
-                document_id=document.id,
-                case_id=document.case_id,
-                stage=Stage.QUEUED,
-                status=S.QUEUED,
-                percent=0.0,
-                message="queued",
-            ),
-            restart=True,
+        await self._publish_restart(
+            ProgressEvent.of(document.id, document.case_id, ProcessingStatus.QUEUED)
         )
+        await self._enqueue(document)
+
+    async def _publish_restart(self, event: ProgressEvent) -> None:
+        # Queueing may follow a terminal event (reprocessing), which only a restart replaces.
+        await publish_progress(self.services.redis, event, restart=True)
+
+    async def _enqueue(self, document: Document) -> None:
         await enqueue(
             self.services.queue,
             JobName.DOCUMENT_PROCESS,
@@ -194,39 +185,44 @@ class DocumentService:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def cancel(self, document_id: uuid.UUID) -> Document:
-        async with self.services.sessions.begin() as session:
+        async def cancellable(session: AsyncSession) -> Document:
             document = await self.get(session, document_id, lock=True)
             if document.status.is_terminal:
                 raise IllegalTransition(
                     f"document {document_id} is already {document.status}; nothing to cancel"
                 )
-            document.transition_to(S.CANCELLED)
-            document.error_code = ErrorCode.CANCELLED.value
-            document.error_message = "cancelled by a user"
-            await session.execute(
-                delete(DocumentChunk).where(DocumentChunk.document_id == document.id)
-            )
-        await request_cancel(self.services.redis, document.id)
-        await publish_progress(
-            self.services.redis,
-            _ended(document.id, document.case_id, "cancelled", ErrorCode.CANCELLED),
+            return document
+
+        document = await lifecycle.finish(
+            self.services.sessions,
+            cancellable,
+            ProcessingStatus.CANCELLED,
+            publish=partial(publish_progress, self.services.redis),
+            error_code=ErrorCode.CANCELLED.value,
+            error_message="cancelled by a user",
         )
+        assert document is not None  # `cancellable` raises instead
+        await request_cancel(self.services.redis, document.id)
         return document
 
     async def reprocess(self, document_id: uuid.UUID) -> Document:
         """Queue a finished document again; re-queue a QUEUED one whose job was lost."""
-        async with self.services.sessions.begin() as session:
+
+        async def requeueable(session: AsyncSession) -> Document:
             document = await self.get(session, document_id, lock=True)
-            if document.status is not S.QUEUED:
-                if not document.status.is_terminal:
-                    raise IllegalTransition(
-                        f"document {document_id} is being processed ({document.status})"
-                    )
-                document.transition_to(S.QUEUED)
-                document.attempts = 0
-                document.generation += 1
+            if document.status is not ProcessingStatus.QUEUED and not document.status.is_terminal:
+                raise IllegalTransition(
+                    f"document {document_id} is being processed ({document.status})"
+                )
+            return document
+
+        document = await lifecycle.requeue(
+            self.services.sessions, requeueable, publish=self._publish_restart
+        )
+        assert document is not None  # `requeueable` raises instead
         await clear_cancel(self.services.redis, document.id)
-        await self._queue(document)
+        # Enqueued only now: a job must not find the cancel flag of an earlier run.
+        await self._enqueue(document)
         return document
 
     async def delete(self, document_id: uuid.UUID) -> None:
@@ -242,7 +238,13 @@ class DocumentService:
     async def announce_deleted(self, document_id: uuid.UUID, case_id: uuid.UUID) -> None:
         """End the live streams of a deleted document (a terminal event; dropped by Redis
         when the document had already finished, whose streams are over anyway)."""
-        event = _ended(document_id, case_id, "deleted", ErrorCode.DOCUMENT_DELETED)
+        event = ProgressEvent.of(
+            document_id,
+            case_id,
+            ProcessingStatus.CANCELLED,
+            message="deleted",
+            error_code=ErrorCode.DOCUMENT_DELETED.value,
+        )
         with contextlib.suppress(Exception):  # best effort: the delete itself is committed
             await publish_progress(self.services.redis, event)
 
@@ -267,7 +269,7 @@ class DocumentService:
             snapshot = await read_snapshot(self.services.redis, document.id)
             if snapshot is None:  # expired long after the document finished
                 if after_seq == 0:
-                    yield _event_from_row(document)
+                    yield lifecycle.ended_event(document)
                 return
         async with contextlib.aclosing(
             self.services.hub.watch_document(document.id, after_seq=after_seq)
@@ -294,34 +296,6 @@ class DocumentService:
         async with contextlib.aclosing(self.services.hub.watch_case(case.id)) as events:
             async for event in events:
                 yield event
-
-
-def _ended(
-    document_id: uuid.UUID, case_id: uuid.UUID, message: str, code: ErrorCode
-) -> ProgressEvent:
-    """The terminal CANCELLED event the API publishes when it stops a document."""
-    return ProgressEvent(
-        document_id=document_id,
-        case_id=case_id,
-        stage=Stage.DONE,
-        status=S.CANCELLED,
-        percent=100.0,
-        message=message,
-        error_code=code.value,
-    )
-
-
-def _event_from_row(document: Document) -> ProgressEvent:
-    return ProgressEvent(
-        document_id=document.id,
-        case_id=document.case_id,
-        stage=Stage.DONE,
-        status=document.status,
-        percent=100.0,
-        message=document.status.value.lower(),
-        error_code=document.error_code,
-        error_message=(document.error_message or "")[:300] or None,
-    )
 
 
 def _clean_filename(filename: str | None) -> str:

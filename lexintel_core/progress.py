@@ -30,6 +30,22 @@ class Stage(StrEnum):
     EMBED = "embed"
     DONE = "done"
 
+    @classmethod
+    def of(cls, status: ProcessingStatus) -> Stage:
+        """The stage of a document in `status`: DONE once it is terminal."""
+        return _STAGE_OF_STATUS[status]
+
+
+_STAGE_OF_STATUS = {
+    ProcessingStatus.QUEUED: Stage.QUEUED,
+    ProcessingStatus.EXTRACTING: Stage.EXTRACT,
+    ProcessingStatus.CHUNKING: Stage.CHUNK,
+    ProcessingStatus.EMBEDDING: Stage.EMBED,
+    ProcessingStatus.READY: Stage.DONE,
+    ProcessingStatus.FAILED: Stage.DONE,
+    ProcessingStatus.CANCELLED: Stage.DONE,
+}
+
 
 class ProgressEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -44,6 +60,34 @@ class ProgressEvent(BaseModel):
     error_code: str | None = None
     error_message: str | None = Field(default=None, max_length=300)
     timestamp: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def of(
+        cls,
+        document_id: UUID,
+        case_id: UUID,
+        status: ProcessingStatus,
+        *,
+        percent: float | None = None,
+        message: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> ProgressEvent:
+        """The event of a document in `status`, its stage derived from it (`Stage.of`).
+        `percent` defaults to 100 for a terminal status and 0 otherwise, and is clamped to
+        0-100; `message` defaults to the status in lower case. Texts are cut to fit."""
+        if percent is None:
+            percent = 100.0 if status.is_terminal else 0.0
+        return cls(
+            document_id=document_id,
+            case_id=case_id,
+            stage=Stage.of(status),
+            status=status,
+            percent=round(min(max(percent, 0.0), 100.0), 1),
+            message=(status.value.lower() if message is None else message)[:200],
+            error_code=error_code,
+            error_message=error_message[:300] if error_message else None,
+        )
 
     @property
     def is_terminal(self) -> bool:

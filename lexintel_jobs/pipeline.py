@@ -21,17 +21,13 @@ from lexintel_core.status import ProcessingStatus
 from lexintel_jobs import metrics
 from lexintel_jobs.run import JobRun
 
-S = ProcessingStatus
-# Statuses in which a pipeline job may (re)start: queued, or taken over mid-way.
-_RUNNABLE = frozenset({S.QUEUED, S.EXTRACTING, S.CHUNKING, S.EMBEDDING})
-
 
 async def _runnable(run: JobRun) -> bool:
     """False when the document is already terminal: a duplicate delivery of finished work
     (whose end is announced again if the run that finished it could not)."""
     async with run.state.sessions() as session:
         document = await run.load(session, lock=False)
-    if document.status in _RUNNABLE:
+    if not document.status.is_terminal:  # queued, or taken over mid-way
         return True
     await run.announce_end(document)
     return False
@@ -49,7 +45,7 @@ async def extract_document(run: JobRun) -> str:
     """`document.extract`: extract and chunk again, then queue `document.embed`."""
     if not await _runnable(run):
         return "already finished"
-    await extract_and_chunk(run, then=S.QUEUED)
+    await extract_and_chunk(run, then=ProcessingStatus.QUEUED)
     await run.release_lease()  # so that the embed job need not wait for it to expire
     await enqueue(
         run.state.redis,
@@ -75,11 +71,11 @@ async def _download(run: JobRun, blob_key: str, path: Path) -> None:
 async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None) -> None:
     """Extract and chunk; leave the document CHUNKING, or move it on to `then`."""
     settings = run.state.settings
-    document = await run.transition(S.EXTRACTING, attempts=run.job_try)
+    document = await run.transition(ProcessingStatus.EXTRACTING, attempts=run.job_try)
 
     async def on_page(done: int, total: int, note: str) -> None:
         await run.check_cancelled()
-        await run.report(S.EXTRACTING, 100.0 * done / max(total, 1), note)
+        await run.report(ProcessingStatus.EXTRACTING, 100.0 * done / max(total, 1), note)
 
     await run.check_cancelled()
     with tempfile.TemporaryDirectory(prefix="lexintel-") as tmp:
@@ -92,7 +88,7 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
         raise _no_text(extracted.coverage, settings.ocr)
 
     await run.transition(
-        S.CHUNKING,
+        ProcessingStatus.CHUNKING,
         page_count=len(pages),
         content_type=extracted.content_type,
         text_coverage=extracted.coverage.model_dump(mode="json"),
@@ -130,7 +126,7 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
                     for chunk in chunks
                 ],
             )
-    await run.report(S.CHUNKING, 100.0, f"{len(chunks)} chunks")
+    await run.report(ProcessingStatus.CHUNKING, 100.0, f"{len(chunks)} chunks")
     if then is not None:
         await run.transition(then)
 
@@ -148,7 +144,7 @@ def _no_text(coverage: TextCoverage, ocr: str) -> PermanentError:
 async def embed_chunks(run: JobRun) -> str:
     state = run.state
     embedder = state.embedder
-    await run.transition(S.EMBEDDING)
+    await run.transition(ProcessingStatus.EMBEDDING)
     async with state.sessions() as session:
         rows = (
             await session.execute(
@@ -186,8 +182,10 @@ async def embed_chunks(run: JobRun) -> str:
             )
         metrics.CHUNKS_EMBEDDED.labels(str(run.name)).inc(len(batch))
         done = start + len(batch)
-        await run.report(S.EMBEDDING, 100.0 * done / len(rows), f"{done} of {len(rows)} chunks")
+        await run.report(
+            ProcessingStatus.EMBEDDING, 100.0 * done / len(rows), f"{done} of {len(rows)} chunks"
+        )
     await run.check_cancelled()
-    if not await run.finish(S.READY):
+    if not await run.finish(ProcessingStatus.READY):
         return "already finished"
     return "ready"

@@ -34,39 +34,29 @@ class ProgressReporter:
         self._last_sent = 0.0
         self._last_stage: Stage | None = None
 
-    async def report(
-        self,
-        stage: Stage,
-        status: ProcessingStatus,
-        percent: float,
-        message: str = "",
-        *,
-        error_code: str | None = None,
-        error_message: str | None = None,
-    ) -> None:
+    async def report(self, status: ProcessingStatus, percent: float, message: str = "") -> None:
         """Publish now if the stage changed, the status is terminal, or enough time passed
         since the last event; otherwise drop this intermediate step (a 1,000-page file must
         not flood Redis)."""
         if not self._allowed():
             return
-        now = time.monotonic()
-        urgent = stage != self._last_stage or status.is_terminal
-        if not urgent and now - self._last_sent < self._min_interval:
+        urgent = Stage.of(status) != self._last_stage or status.is_terminal
+        if not urgent and time.monotonic() - self._last_sent < self._min_interval:
             return
-        event = ProgressEvent(
-            document_id=self._document_id,
-            case_id=self._case_id,
-            stage=stage,
-            status=status,
-            percent=round(min(max(percent, 0.0), 100.0), 1),
-            message=message[:200],
-            error_code=error_code,
-            error_message=error_message[:300] if error_message else None,
+        await self.publish(
+            ProgressEvent.of(
+                self._document_id, self._case_id, status, percent=percent, message=message
+            )
         )
+
+    async def publish(self, event: ProgressEvent) -> None:
+        """Publish `event` now, unthrottled (a run's end, a requeue); a failure is logged."""
+        if not self._allowed():
+            return
         try:
             await publish_progress(self._redis, event)
         except Exception:
             logger.warning("could not publish progress (the job goes on)", exc_info=True)
             return
-        self._last_sent = now
-        self._last_stage = stage
+        self._last_sent = time.monotonic()
+        self._last_stage = event.stage

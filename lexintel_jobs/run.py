@@ -9,28 +9,19 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lexintel_core import lifecycle
 from lexintel_core.cancellation import is_cancel_requested
+from lexintel_core.documents import DocumentRepository
 from lexintel_core.errors import DocumentCancelled, DocumentGone, DocumentSuperseded
 from lexintel_core.jobs import JobName
-from lexintel_core.models import Document, DocumentChunk
-from lexintel_core.progress import Stage, read_snapshot
+from lexintel_core.models import Document
+from lexintel_core.progress import ProgressEvent, read_snapshot
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs.lease import Lease, LeaseLost
 from lexintel_jobs.reporter import ProgressReporter
 from lexintel_jobs.state import WorkerState
-
-_STAGE_OF_STATUS = {
-    ProcessingStatus.QUEUED: Stage.QUEUED,
-    ProcessingStatus.EXTRACTING: Stage.EXTRACT,
-    ProcessingStatus.CHUNKING: Stage.CHUNK,
-    ProcessingStatus.EMBEDDING: Stage.EMBED,
-    ProcessingStatus.READY: Stage.DONE,
-    ProcessingStatus.FAILED: Stage.DONE,
-    ProcessingStatus.CANCELLED: Stage.DONE,
-}
 
 
 async def get_document(
@@ -38,7 +29,7 @@ async def get_document(
 ) -> Document:
     """The document row (locked for this transaction). DocumentGone if it was deleted,
     DocumentSuperseded if it was queued again after this job was."""
-    document = await session.get(Document, document_id, with_for_update=lock)
+    document = await DocumentRepository(session).get(document_id, lock=lock)
     if document is None:
         raise DocumentGone(f"document {document_id} was deleted")
     if document.generation != generation:
@@ -90,31 +81,32 @@ class JobRun:
             document.transition_to(status)
             for name, value in fields.items():
                 setattr(document, name, value)
-        self._announcer(document)
-        await self.report(status, 0.0)
+        await self._announcer(document.case_id).report(status, 0.0)
         return document
 
-    async def _current(self, session: AsyncSession) -> Document | None:
-        """The locked document, or None when it is gone or belongs to a newer job."""
+    async def _unfinished(self, session: AsyncSession) -> Document | None:
+        """The locked document, or None when it is gone, belongs to a newer job, or has
+        ended (e.g. cancelled through the API, which announced it itself)."""
         try:
-            return await self.load(session)
+            document = await self.load(session)
         except DocumentGone:
             return None
+        return None if document.status.is_terminal else document
 
-    def _announcer(self, document: Document) -> ProgressReporter:
+    def _announcer(self, case_id: uuid.UUID) -> ProgressReporter:
         """This run's one reporter (its throttle spans the whole run)."""
         if self._reporter is None:
             self._reporter = ProgressReporter(
-                self.state.redis,
-                document.id,
-                document.case_id,
-                allowed=lambda: self.holds_lease,
+                self.state.redis, self.document_id, case_id, allowed=lambda: self.holds_lease
             )
         return self._reporter
 
+    async def _publish(self, event: ProgressEvent) -> None:
+        await self._announcer(event.case_id).publish(event)
+
     async def report(self, status: ProcessingStatus, percent: float, message: str = "") -> None:
         if self._reporter is not None:
-            await self._reporter.report(_STAGE_OF_STATUS[status], status, percent, message)
+            await self._reporter.report(status, percent, message)
 
     async def check_cancelled(self) -> None:
         """Stop here if the document was cancelled, or its lease taken over (as the
@@ -134,33 +126,17 @@ class JobRun:
         """End the document in a terminal `status` and publish the one terminal event.
 
         Returns False, publishing nothing, when the document is gone, queued again, or
-        already terminal (e.g. cancelled through the API, which announced it itself)."""
-        async with self.state.sessions.begin() as session:
-            document = await self._current(session)
-            if document is None or document.status.is_terminal:
-                return False
-            await self.fence(session)
-            document.transition_to(status)
-            document.error_code = error_code
-            document.error_message = error_message
-            if status is not ProcessingStatus.READY:
-                # Half-written chunks of a failed or cancelled run must not linger.
-                await session.execute(
-                    delete(DocumentChunk).where(DocumentChunk.document_id == self.document_id)
-                )
-        await self._report_end(document)
-        return True
-
-    async def _report_end(self, document: Document) -> None:
-        ready = document.status is ProcessingStatus.READY
-        await self._announcer(document).report(
-            Stage.DONE,
-            document.status,
-            100.0,
-            (document.warning if ready else None) or document.status.value.lower(),
-            error_code=document.error_code,
-            error_message=document.error_message,
+        already terminal."""
+        document = await lifecycle.finish(
+            self.state.sessions,
+            self._unfinished,
+            status,
+            publish=self._publish,
+            error_code=error_code,
+            error_message=error_message,
+            fence=self.fence,
         )
+        return document is not None
 
     async def announce_end(self, document: Document) -> None:
         """Publish a finished document's terminal event again unless its snapshot already
@@ -168,16 +144,14 @@ class JobRun:
         publish (killed, or cancelled by a shutdown), leaving its subscribers waiting."""
         snapshot = await read_snapshot(self.state.redis, document.id)
         if snapshot is None or not snapshot.is_terminal:
-            await self._report_end(document)
+            await self._publish(lifecycle.ended_event(document))
 
     async def requeue(self, message: str) -> None:
         """Put a running document back to QUEUED (retry backoff, shutdown) and say why."""
-        async with self.state.sessions.begin() as session:
-            document = await self._current(session)
-            if document is None or document.status.is_terminal:
-                return
-            await self.fence(session)
-            if document.status is not ProcessingStatus.QUEUED:
-                document.transition_to(ProcessingStatus.QUEUED)
-            document.error_message = message[:1000]
-        await self._announcer(document).report(Stage.QUEUED, ProcessingStatus.QUEUED, 0.0, message)
+        await lifecycle.requeue(
+            self.state.sessions,
+            self._unfinished,
+            publish=self._publish,
+            reason=message,
+            fence=self.fence,
+        )

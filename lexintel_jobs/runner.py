@@ -304,6 +304,12 @@ async def _requeue_after_shutdown(run: JobRun) -> None:
         logger.warning("could not re-queue after shutdown", exc_info=True)
 
 
+def arq_timeout_seconds(settings: Settings) -> float:
+    """arq's own limit on a job (and its claim): past ours (`settings.job_timeout_seconds`,
+    which fires first and is handled above), so that ours always has time to end the run."""
+    return settings.job_timeout_seconds + 60
+
+
 def arq_function(name: JobName, stage: Stage, settings: Settings) -> Function:
     async def job(ctx: dict[str, Any], payload: Any) -> str:
         return await metrics.measure_job(ctx, str(name), run_job(ctx, name, stage, payload))
@@ -312,7 +318,6 @@ def arq_function(name: JobName, stage: Stage, settings: Settings) -> Function:
     return func(
         job,
         name=str(name),
-        # Our own limit (settings.job_timeout_seconds) fires first and is handled above.
-        timeout=settings.job_timeout_seconds + 60,
+        timeout=arq_timeout_seconds(settings),
         max_tries=ARQ_MAX_TRIES,
     )

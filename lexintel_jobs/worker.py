@@ -30,7 +30,7 @@ from lexintel_jobs.extraction import ocr_problem, tesseract_version
 from lexintel_jobs.logs import configure_logging
 from lexintel_jobs.pipeline import embed_document, extract_document, process_document
 from lexintel_jobs.recovery import keep_recovering
-from lexintel_jobs.runner import arq_function
+from lexintel_jobs.runner import arq_function, arq_timeout_seconds
 from lexintel_jobs.state import STATE_KEY, build_state, state_of
 
 logger = logging.getLogger("lexintel.worker")
@@ -162,7 +162,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "after_job_end": after_job_end,
         "ctx": {"settings": settings},
         "max_jobs": settings.worker_concurrency,
-        "job_timeout": settings.job_timeout_seconds + 60,
+        "job_timeout": arq_timeout_seconds(settings),
         "poll_delay": POLL_DELAY_SECONDS,
         "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
         "job_completion_wait": int(settings.worker_shutdown_grace_seconds),

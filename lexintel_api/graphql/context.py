@@ -16,6 +16,7 @@ from lexintel_api.auth import Principal
 from lexintel_api.documents import CaseService, DocumentService
 from lexintel_api.services import Services
 from lexintel_core import keys
+from lexintel_core.documents import DocumentRepository
 from lexintel_core.errors import LexIntelError, Unauthenticated
 from lexintel_core.models import Case, Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent
@@ -52,12 +53,8 @@ class Loaders:
 
     async def _documents(self, ids: list[uuid.UUID]) -> Sequence[Document | None]:
         async with self.services.sessions() as session:
-            rows = await session.scalars(
-                select(Document)
-                .join(Case, Case.id == Document.case_id)
-                .where(Document.id.in_(ids), Case.organization_id == self.principal.organization_id)
-            )
-            found = {document.id: document for document in rows}
+            repository = DocumentRepository(session, self.principal.organization_id)
+            found = {document.id: document for document in await repository.get_many(ids)}
         return [found.get(document_id) for document_id in ids]
 
     async def _document_counts(self, case_ids: list[uuid.UUID]) -> Sequence[int]:

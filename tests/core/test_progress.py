@@ -104,3 +104,49 @@ async def test_a_terminal_snapshot_is_only_replaced_by_a_restart(redis: Redis) -
     again = await _publish(redis, queued, restart=True)
     assert again.seq == snapshot.seq + 1
     assert await read_snapshot(redis, document_id) == again
+
+
+def test_every_status_has_a_stage_and_every_terminal_one_is_done() -> None:
+    assert [Stage.of(status) for status in ProcessingStatus] == [
+        Stage.QUEUED,
+        Stage.EXTRACT,
+        Stage.CHUNK,
+        Stage.EMBED,
+        Stage.DONE,
+        Stage.DONE,
+        Stage.DONE,
+    ]
+
+
+def test_an_event_of_a_status_derives_its_stage_percent_and_message() -> None:
+    document_id, case_id = uuid.uuid4(), uuid.uuid4()
+    queued = ProgressEvent.of(document_id, case_id, ProcessingStatus.QUEUED)
+    assert (queued.stage, queued.percent, queued.message, queued.is_terminal) == (
+        Stage.QUEUED,
+        0.0,
+        "queued",
+        False,
+    )
+    failed = ProgressEvent.of(
+        document_id, case_id, ProcessingStatus.FAILED, error_code="no_text", error_message=""
+    )
+    assert (failed.stage, failed.percent, failed.message, failed.is_terminal) == (
+        Stage.DONE,
+        100.0,
+        "failed",
+        True,
+    )
+    assert (failed.error_code, failed.error_message) == ("no_text", None)
+
+
+def test_an_event_clamps_its_percent_and_cuts_its_texts_to_fit() -> None:
+    document_id, case_id = uuid.uuid4(), uuid.uuid4()
+    extracting = ProcessingStatus.EXTRACTING
+    assert ProgressEvent.of(document_id, case_id, extracting, percent=33.333).percent == 33.3
+    assert ProgressEvent.of(document_id, case_id, extracting, percent=140).percent == 100.0
+    assert ProgressEvent.of(document_id, case_id, extracting, percent=-5).percent == 0.0
+    long = ProgressEvent.of(
+        document_id, case_id, ProcessingStatus.FAILED, message="m" * 500, error_message="e" * 500
+    )
+    assert (long.message, long.error_message) == ("m" * 200, "e" * 300)
+    assert ProgressEvent.of(document_id, case_id, extracting, message="").message == ""

@@ -8,8 +8,7 @@ from datetime import datetime
 import strawberry
 
 from lexintel_api.graphql.context import Context
-from lexintel_api.graphql.documents.queries import document_page
-from lexintel_api.graphql.documents.types import DocumentType
+from lexintel_api.graphql.documents.types import DocumentType, document_page
 from lexintel_api.graphql.pagination import Connection
 from lexintel_core.models import Case
 from lexintel_core.status import ProcessingStatus
@@ -45,6 +44,4 @@ class CaseType:
         first: int = 20,
         after: str | None = None,
     ) -> Connection[DocumentType]:
-        return await document_page(
-            info.context, case_id=self.id, status=status, first=first, after=after
-        )
+        return await document_page(info, case_id=self.id, status=status, first=first, after=after)

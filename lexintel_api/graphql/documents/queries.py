@@ -5,37 +5,12 @@ from __future__ import annotations
 import uuid
 
 import strawberry
-from sqlalchemy import func, select
 
 from lexintel_api.graphql.context import Context
-from lexintel_api.graphql.documents.types import DocumentType
-from lexintel_api.graphql.pagination import Connection, newest_first
-from lexintel_core.models import Case, Document
+from lexintel_api.graphql.documents.types import DocumentType, document_page
+from lexintel_api.graphql.pagination import Connection
+from lexintel_core.documents import DocumentRepository
 from lexintel_core.status import ProcessingStatus
-
-
-async def document_page(
-    context: Context,
-    *,
-    case_id: uuid.UUID | None,
-    status: ProcessingStatus | None,
-    first: int,
-    after: str | None,
-) -> Connection[DocumentType]:
-    """Newest first; only documents of the caller's organization."""
-    principal = context.require_principal()
-    statement = (
-        select(Document)
-        .join(Case, Case.id == Document.case_id)
-        .where(Case.organization_id == principal.organization_id)
-    )
-    if case_id is not None:
-        statement = statement.where(Document.case_id == case_id)
-    if status is not None:
-        statement = statement.where(Document.status == status)
-    return await newest_first(
-        context.services.sessions, statement, Document, first, after, DocumentType.from_model
-    )
 
 
 @strawberry.type
@@ -51,15 +26,8 @@ class DocumentQueries:
         self, info: strawberry.Info[Context, None]
     ) -> list[StatusCount]:
         principal = info.context.require_principal()
-        statement = (
-            select(Document.status, func.count())
-            .join(Case, Case.id == Document.case_id)
-            .where(Case.organization_id == principal.organization_id)
-            .group_by(Document.status)
-        )
         async with info.context.services.sessions() as session:
-            rows = (await session.execute(statement)).all()
-        counts = {row[0]: int(row[1]) for row in rows}
+            counts = await DocumentRepository(session, principal.organization_id).count_by_status()
         return [
             StatusCount(status=status, count=counts.get(status, 0)) for status in ProcessingStatus
         ]
@@ -73,9 +41,7 @@ class DocumentQueries:
         first: int = 20,
         after: str | None = None,
     ) -> Connection[DocumentType]:
-        return await document_page(
-            info.context, case_id=case_id, status=status, first=first, after=after
-        )
+        return await document_page(info, case_id=case_id, status=status, first=first, after=after)
 
     @strawberry.field
     async def document(

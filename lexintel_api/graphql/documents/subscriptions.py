@@ -31,7 +31,7 @@ class DocumentSubscriptions:
             info.context.services.limits.subscription(principal),
         ):
             async for event in events:
-                yield ProgressEventType.from_event(event)
+                yield ProgressEventType.from_pydantic(event)
 
     @strawberry.subscription(
         description="Events of every document of a case, as they happen; never completes."
@@ -46,4 +46,4 @@ class DocumentSubscriptions:
             info.context.services.limits.subscription(principal),
         ):
             async for event in events:
-                yield ProgressEventType.from_event(event)
+                yield ProgressEventType.from_pydantic(event)

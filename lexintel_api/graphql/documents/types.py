@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import select
@@ -15,9 +15,11 @@ from lexintel_api.graphql.pagination import (
     connection,
     counter,
     decode_cursor,
+    newest_first,
     page_size,
 )
 from lexintel_core.coverage import TextCoverage
+from lexintel_core.documents import select_documents
 from lexintel_core.models import Document, DocumentChunk
 from lexintel_core.progress import ProgressEvent, Stage
 from lexintel_core.status import ProcessingStatus
@@ -66,20 +68,6 @@ class ProgressEventType:
     error_code: strawberry.auto
     error_message: strawberry.auto
     timestamp: strawberry.auto
-
-    if TYPE_CHECKING:  # added by the decorator, which mypy does not see
-
-        @staticmethod
-        def from_pydantic(
-            instance: ProgressEvent, extra: dict[str, Any] | None = None
-        ) -> ProgressEventType: ...
-
-        from_event = from_pydantic
-
-
-# The name documents/subscriptions.py calls (the decorator keeps no method written in the
-# class): drop it once that calls from_pydantic.
-ProgressEventType.from_event = ProgressEventType.from_pydantic
 
 
 @strawberry.type(name="FailedPage")
@@ -204,6 +192,23 @@ class DocumentType:
         return connection(
             rows, size, lambda c: [c.ordinal], ChunkType.from_model, after=after, total=total
         )
+
+
+async def document_page(
+    info: strawberry.Info[Context, None],
+    *,
+    case_id: uuid.UUID | None,
+    status: ProcessingStatus | None,
+    first: int,
+    after: str | None,
+) -> Connection[DocumentType]:
+    """A page of the caller's organization's documents (of one case, in one status, when
+    given), newest first (`Query.documents`, `Case.documents`)."""
+    principal = info.context.require_principal()
+    statement = select_documents(principal.organization_id, case_id=case_id, status=status)
+    return await newest_first(
+        info.context.services.sessions, statement, Document, first, after, DocumentType.from_model
+    )
 
 
 @strawberry.type
