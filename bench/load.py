@@ -67,7 +67,7 @@ from websockets.typing import Subprotocol
 from lexintel_api.auth import create_api_key
 from lexintel_core import migrate
 from lexintel_core.db import SessionFactory, create_session_factory, engine_for
-from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis, free_port
+from lexintel_core.embedded_servers import EmbeddedPostgres, EmbeddedRedis, free_port
 from lexintel_core.models import Document
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus

@@ -84,8 +84,8 @@ from sqlalchemy import select, text
 
 from lexintel_core import keys
 from lexintel_core.db import SessionFactory, create_session_factory, engine_for
+from lexintel_core.embedded_servers import free_port
 from lexintel_core.jobs import JobName, json_dumps, json_loads
-from lexintel_core.local import free_port
 from lexintel_core.models import Document
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus

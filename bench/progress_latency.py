@@ -73,7 +73,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from lexintel_core.db import engine_for
-from lexintel_core.local import free_port
+from lexintel_core.embedded_servers import free_port
 from lexintel_core.models import ApiKey, Case, Document
 from lexintel_core.progress import ProgressEvent, Stage, publish_progress
 from lexintel_core.settings import Settings

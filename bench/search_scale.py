@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lexintel_core import migrate
 from lexintel_core.db import create_engine, create_session_factory
-from lexintel_core.local import EmbeddedPostgres, free_port
+from lexintel_core.embedded_servers import EmbeddedPostgres, free_port
 from lexintel_core.search import SearchMode, SearchRequest, SearchService
 from lexintel_core.settings import Settings
 

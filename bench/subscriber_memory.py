@@ -31,7 +31,7 @@ from progress_latency import ROOT, Bench, ClientProcess
 from redis.asyncio import Redis
 
 from lexintel_api.app import create_app
-from lexintel_core.local import free_port
+from lexintel_core.embedded_servers import free_port
 from lexintel_core.settings import Settings
 
 SITE = sysconfig.get_paths()["purelib"] + "/"

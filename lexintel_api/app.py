@@ -32,9 +32,9 @@ from lexintel_api.access_log import redact_access_log
 from lexintel_api.graphiql import graphiql_asset
 from lexintel_api.graphql.schema import create_schema
 from lexintel_api.graphql.view import LexIntelGraphQL
-from lexintel_api.guards import PREFLIGHT_HEADERS, OutageGuard, UploadGuard
 from lexintel_api.logs import configure_logging
 from lexintel_api.metrics import ApiMetrics, http_middleware
+from lexintel_api.middleware import PREFLIGHT_HEADERS, OutageGuard, UploadGuard
 from lexintel_api.services import open_services, services_of
 from lexintel_api.sse import progress_stream
 from lexintel_core import readiness

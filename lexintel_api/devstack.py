@@ -29,7 +29,7 @@ from sqlalchemy import select
 from lexintel_api.auth import create_api_key, hash_secret
 from lexintel_core import migrate
 from lexintel_core.db import create_session_factory, engine_for
-from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis
+from lexintel_core.embedded_servers import EmbeddedPostgres, EmbeddedRedis
 from lexintel_core.models import ApiKey
 from lexintel_core.settings import Settings
 

@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from lexintel_api.auth import authenticate, bearer_token
-from lexintel_api.documents import DocumentService
 from lexintel_api.limits import TenantLimits
+from lexintel_api.service_layer import DocumentService
 from lexintel_api.services import services_of
 from lexintel_core.connections import is_connection_failure
 from lexintel_core.errors import (

@@ -6,7 +6,8 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
-    # API-facing
+    """Why a request failed: GraphQL `extensions.code` and the CLI's messages."""
+
     NOT_FOUND = "NOT_FOUND"
     INVALID_INPUT = "INVALID_INPUT"
     PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -20,10 +21,16 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"  # too many at once or too fast: retry after Retry-After
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # database or Redis unreachable: try again
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
-    # Job-facing (stored on FAILED documents)
+
+
+class FailureCode(StrEnum):
+    """Why a job stopped: stored on a FAILED document (`Document.errorCode`, progress
+    events), lower case as it always was on documents. `UNSUPPORTED_TYPE` here is a file the
+    worker found it cannot read; the upload-time refusal is `ErrorCode.UNSUPPORTED_TYPE`."""
+
     PDF_ENCRYPTED = "pdf_encrypted"
     PDF_CORRUPT = "pdf_corrupt"
-    UNSUPPORTED = "unsupported_type"
+    UNSUPPORTED_TYPE = "unsupported_type"
     NO_TEXT = "no_text"
     OCR_UNAVAILABLE = "ocr_unavailable"  # pages need OCR and Tesseract is not installed
     CONVERTER_UNAVAILABLE = "converter_unavailable"  # antiword / wpd2text not installed
@@ -36,11 +43,13 @@ class ErrorCode(StrEnum):
 
 
 class LexIntelError(Exception):
-    """Base of every error LexIntel raises on purpose."""
+    """Base of every error LexIntel raises on purpose: a message for people and a stable
+    `code` (an `ErrorCode` for a refused request, a `FailureCode` for a failed job)."""
 
-    default_code: ErrorCode = ErrorCode.INVALID_INPUT
+    code: ErrorCode | FailureCode
+    default_code: ErrorCode | FailureCode = ErrorCode.INVALID_INPUT
 
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | FailureCode | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code if code is not None else self.default_code
@@ -55,39 +64,55 @@ class LexIntelError(Exception):
 class JobError(LexIntelError):
     """An error raised inside a job stage."""
 
+    code: FailureCode
+    default_code: FailureCode = FailureCode.UNSUPPORTED_TYPE
+
+    def __init__(self, message: str, *, code: FailureCode | None = None) -> None:
+        super().__init__(message, code=code)
+
 
 class PermanentError(JobError):
     """Retrying cannot help (corrupt or encrypted file, unsupported type...): fail at once."""
 
-    default_code = ErrorCode.UNSUPPORTED
+    default_code = FailureCode.UNSUPPORTED_TYPE
 
 
 class RetryableError(JobError):
     """A transient failure (network, database, embedding API): retry with backoff."""
 
-    default_code = ErrorCode.TRANSIENT
+    default_code = FailureCode.TRANSIENT
 
 
 # API
 
 
-class NotFound(LexIntelError):
+class RequestError(LexIntelError):
+    """A request refused: its code goes to the client (GraphQL `extensions.code`)."""
+
+    code: ErrorCode
+    default_code: ErrorCode = ErrorCode.INVALID_INPUT
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message, code=code)
+
+
+class NotFound(RequestError):
     default_code = ErrorCode.NOT_FOUND
 
 
-class InvalidInput(LexIntelError):
+class InvalidInput(RequestError):
     default_code = ErrorCode.INVALID_INPUT
 
 
-class PermissionDenied(LexIntelError):
+class PermissionDenied(RequestError):
     default_code = ErrorCode.PERMISSION_DENIED
 
 
-class Unauthenticated(LexIntelError):
+class Unauthenticated(RequestError):
     default_code = ErrorCode.UNAUTHENTICATED
 
 
-class RateLimited(LexIntelError):
+class RateLimited(RequestError):
     """Too many requests, or failed authentications, in a window: retry after
     `retry_after` seconds."""
 
@@ -98,7 +123,7 @@ class RateLimited(LexIntelError):
         self.retry_after = retry_after
 
 
-class TooManySubscriptions(LexIntelError):
+class TooManySubscriptions(RequestError):
     default_code = ErrorCode.TOO_MANY_SUBSCRIPTIONS
 
 
@@ -106,7 +131,7 @@ class IllegalTransition(InvalidInput):
     default_code = ErrorCode.ILLEGAL_TRANSITION
 
 
-class DuplicateDocument(LexIntelError):
+class DuplicateDocument(RequestError):
     """The same bytes (SHA-256) are already a document of this case."""
 
     default_code = ErrorCode.DUPLICATE
@@ -127,13 +152,13 @@ class UnsupportedType(InvalidInput):
 class DocumentCancelled(JobError):
     """Raised inside a job when the document's cancel flag is seen."""
 
-    default_code = ErrorCode.CANCELLED
+    default_code = FailureCode.CANCELLED
 
 
 class DocumentGone(JobError):
     """The document was deleted while its job was queued or running: end quietly."""
 
-    default_code = ErrorCode.DOCUMENT_DELETED
+    default_code = FailureCode.DOCUMENT_DELETED
 
 
 class DocumentSuperseded(DocumentGone):

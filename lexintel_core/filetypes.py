@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 
 PDF = "application/pdf"
 TEXT = "text/plain"  # Markdown is folded in here: its markup is readable as it is
@@ -170,7 +170,7 @@ def unsupported(what: str) -> PermanentError:
     return PermanentError(
         f"unsupported file type: {what}; LexIntel reads PDF, Word (.docx, .doc), WordPerfect "
         "(.wpd), RTF, OpenDocument text (.odt), HTML and plain text",
-        code=ErrorCode.UNSUPPORTED,
+        code=FailureCode.UNSUPPORTED_TYPE,
     )
 
 

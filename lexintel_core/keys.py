@@ -38,7 +38,7 @@ def cancel_flag_key(document_id: UUID) -> str:
 
 
 def job_tries_key(job_id: str) -> str:
-    """How many tries of one arq job have begun (lexintel_jobs.runner counts them: arq counts a
+    """How many tries of one arq job have begun (lexintel_jobs.execution counts them: arq counts a
     try when it claims a job, even one a shutdown stops before any of its code runs)."""
     return f"{PREFIX}job-tries:{job_id}"
 

@@ -25,22 +25,50 @@ TERMINAL_STATUSES = frozenset(
     {ProcessingStatus.READY, ProcessingStatus.FAILED, ProcessingStatus.CANCELLED}
 )
 
-_S = ProcessingStatus
 # Running stages may restart at EXTRACTING or repeat themselves: delivery is at-least-once,
 # so a job taken over from a killed worker finds the document where that worker left it.
 # Terminal statuses only go back to QUEUED (reprocessing).
 ALLOWED_TRANSITIONS: dict[ProcessingStatus, frozenset[ProcessingStatus]] = {
-    _S.QUEUED: frozenset({_S.EXTRACTING, _S.EMBEDDING, _S.FAILED, _S.CANCELLED}),
-    _S.EXTRACTING: frozenset({_S.EXTRACTING, _S.CHUNKING, _S.QUEUED, _S.FAILED, _S.CANCELLED}),
-    _S.CHUNKING: frozenset(
-        {_S.EXTRACTING, _S.CHUNKING, _S.EMBEDDING, _S.QUEUED, _S.FAILED, _S.CANCELLED}
+    ProcessingStatus.QUEUED: frozenset(
+        {
+            ProcessingStatus.EXTRACTING,
+            ProcessingStatus.EMBEDDING,
+            ProcessingStatus.FAILED,
+            ProcessingStatus.CANCELLED,
+        }
     ),
-    _S.EMBEDDING: frozenset(
-        {_S.EXTRACTING, _S.EMBEDDING, _S.READY, _S.QUEUED, _S.FAILED, _S.CANCELLED}
+    ProcessingStatus.EXTRACTING: frozenset(
+        {
+            ProcessingStatus.EXTRACTING,
+            ProcessingStatus.CHUNKING,
+            ProcessingStatus.QUEUED,
+            ProcessingStatus.FAILED,
+            ProcessingStatus.CANCELLED,
+        }
     ),
-    _S.READY: frozenset({_S.QUEUED}),
-    _S.FAILED: frozenset({_S.QUEUED}),
-    _S.CANCELLED: frozenset({_S.QUEUED}),
+    ProcessingStatus.CHUNKING: frozenset(
+        {
+            ProcessingStatus.EXTRACTING,
+            ProcessingStatus.CHUNKING,
+            ProcessingStatus.EMBEDDING,
+            ProcessingStatus.QUEUED,
+            ProcessingStatus.FAILED,
+            ProcessingStatus.CANCELLED,
+        }
+    ),
+    ProcessingStatus.EMBEDDING: frozenset(
+        {
+            ProcessingStatus.EXTRACTING,
+            ProcessingStatus.EMBEDDING,
+            ProcessingStatus.READY,
+            ProcessingStatus.QUEUED,
+            ProcessingStatus.FAILED,
+            ProcessingStatus.CANCELLED,
+        }
+    ),
+    ProcessingStatus.READY: frozenset({ProcessingStatus.QUEUED}),
+    ProcessingStatus.FAILED: frozenset({ProcessingStatus.QUEUED}),
+    ProcessingStatus.CANCELLED: frozenset({ProcessingStatus.QUEUED}),
 }
 
 

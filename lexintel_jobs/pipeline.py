@@ -14,12 +14,12 @@ from sqlalchemy import delete, func, insert, select, update
 
 from lexintel_core.chunking import chunk_pages
 from lexintel_core.coverage import TextCoverage
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_core.jobs import EmbedDocument, JobName, enqueue
 from lexintel_core.models import DocumentChunk
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs import metrics
-from lexintel_jobs.run import JobRun
+from lexintel_jobs.job_run import JobRun
 
 
 async def _runnable(run: JobRun) -> bool:
@@ -138,7 +138,7 @@ def _no_text(coverage: TextCoverage, ocr: str) -> PermanentError:
         why = "no words were found in its text layer or by OCR"
     else:
         why = "it has no text layer"
-    return PermanentError(f"the document has no text: {why}", code=ErrorCode.NO_TEXT)
+    return PermanentError(f"the document has no text: {why}", code=FailureCode.NO_TEXT)
 
 
 async def embed_chunks(run: JobRun) -> str:

@@ -26,11 +26,11 @@ from lexintel_core.connections import redis_options, redis_retry
 from lexintel_core.jobs import JobName, json_dumps, json_loads
 from lexintel_core.settings import Settings
 from lexintel_jobs import metrics
+from lexintel_jobs.execution import arq_function, arq_timeout_seconds
 from lexintel_jobs.extraction import ocr_problem, tesseract_version
 from lexintel_jobs.logs import configure_logging
 from lexintel_jobs.pipeline import embed_document, extract_document, process_document
 from lexintel_jobs.recovery import keep_recovering
-from lexintel_jobs.runner import arq_function, arq_timeout_seconds
 from lexintel_jobs.state import STATE_KEY, build_state, state_of
 
 logger = logging.getLogger("lexintel.worker")

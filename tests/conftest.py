@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lexintel_core import migrate
 from lexintel_core.db import SessionFactory, create_engine, create_session_factory
-from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis, free_port
+from lexintel_core.embedded_servers import EmbeddedPostgres, EmbeddedRedis, free_port
 from lexintel_core.models import Base
 from lexintel_core.settings import Settings
 

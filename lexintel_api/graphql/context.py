@@ -13,7 +13,7 @@ from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
 from lexintel_api.auth import Principal
-from lexintel_api.documents import CaseService, DocumentService
+from lexintel_api.service_layer import CaseService, DocumentService
 from lexintel_api.services import Services
 from lexintel_core import keys
 from lexintel_core.documents import DocumentRepository

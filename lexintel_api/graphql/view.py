@@ -33,7 +33,7 @@ from lexintel_api.graphql.http_request import (
     operations_with_files,
 )
 from lexintel_api.graphql.transport_ws import LegacyWSHandler, TransportWSHandler
-from lexintel_api.guards import error_body
+from lexintel_api.middleware import error_body
 from lexintel_api.services import services_of
 from lexintel_core.connections import UNAVAILABLE_MESSAGE, is_connection_failure
 from lexintel_core.errors import ErrorCode, LexIntelError, RateLimited, Unauthenticated

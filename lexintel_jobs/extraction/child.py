@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_jobs.extraction.extract import stream_file
 from lexintel_jobs.extraction.pages import Event, OcrStarted
 from lexintel_jobs.extraction.pdf import PagePlan
@@ -81,17 +81,17 @@ def _answer(
     except MemoryError:
         limit = f"{memory_limit // (1024 * 1024)} MB"
         message = f"the document needs more memory than extraction may use ({limit})"
-        return ("error", "permanent", ErrorCode.TOO_LARGE.value, message), False
+        return ("error", "permanent", FailureCode.TOO_LARGE.value, message), False
     except OSError as error:
         if error.errno == errno.ENOMEM:  # a failed mmap, the same thing as MemoryError
-            return ("error", "permanent", ErrorCode.TOO_LARGE.value, str(error)), False
+            return ("error", "permanent", FailureCode.TOO_LARGE.value, str(error)), False
         message = f"reading the document failed: {error}"
-        return ("error", "retryable", ErrorCode.TRANSIENT.value, message), True
+        return ("error", "retryable", FailureCode.TRANSIENT.value, message), True
     except Exception as error:
         # A parser failure nobody mapped: the same bytes would fail again, so no retry.
         traceback.print_exc()
         message = f"the document could not be read ({type(error).__name__}: {error})"[:300]
-        return ("error", "permanent", ErrorCode.UNSUPPORTED.value, message), True
+        return ("error", "permanent", FailureCode.UNSUPPORTED_TYPE.value, message), True
     return ("ok", content_type, used, total), True
 
 

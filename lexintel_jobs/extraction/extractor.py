@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from lexintel_core.errors import ErrorCode, LexIntelError, PermanentError, RetryableError
+from lexintel_core.errors import (
+    FailureCode,
+    LexIntelError,
+    PermanentError,
+    RetryableError,
+)
 from lexintel_jobs.extraction.model import PDF_ENGINES
 from lexintel_jobs.extraction.ocr import OcrOptions
 from lexintel_jobs.extraction.pages import (
@@ -215,7 +220,7 @@ class Extractor:
             code, message = (
                 _death_cause(lost.status)
                 if lost is not None and lost.status is not None
-                else (ErrorCode.TIMEOUT, "pages kept hanging")
+                else (FailureCode.TIMEOUT, "pages kept hanging")
             )
             raise PermanentError(
                 f"extraction stopped {MAX_RESTARTS_PER_DOCUMENT + 1} times; last: {message}",
@@ -228,7 +233,7 @@ class Extractor:
         if lost.number is None:
             return
         if lost.status is None:
-            code = ErrorCode.TIMEOUT
+            code = FailureCode.TIMEOUT
             message = f"reading the page took longer than {self._page_timeout:g} s"
         else:
             code, message = _death_cause(lost.status)
@@ -374,7 +379,7 @@ class Extractor:
                     raise _PageHung from None
                 raise PermanentError(
                     f"extracting the document took longer than {self._timeout:g} s",
-                    code=ErrorCode.TIMEOUT,
+                    code=FailureCode.TIMEOUT,
                 ) from None
             heard = True
             if message[0] == "event":
@@ -388,7 +393,7 @@ class Extractor:
             else:
                 _, kind, code, text, reusable = message
                 error_type = PermanentError if kind == "permanent" else RetryableError
-                return error_type(str(text), code=ErrorCode(str(code))), bool(reusable)
+                return error_type(str(text), code=FailureCode(str(code))), bool(reusable)
 
     def _follow(self, event: Event, state: _Document) -> str | None:
         """Take one page event into `state`; a note for on_page, if it is worth one."""
@@ -417,13 +422,13 @@ class Extractor:
         return await child.stop(grace)
 
 
-def _death_cause(status: int) -> tuple[ErrorCode, str]:
+def _death_cause(status: int) -> tuple[FailureCode, str]:
     """The error code and message for a child that died with exit `status`."""
     if status in (MEMORY_EXIT_CODE, -signal.SIGKILL):  # SIGKILL: the kernel's OOM killer
         return (
-            ErrorCode.TOO_LARGE,
+            FailureCode.TOO_LARGE,
             f"the extraction process ran out of memory (exit status {status})",
         )
     if status == -signal.SIGXCPU:
-        return ErrorCode.TIMEOUT, f"extraction used up its CPU time (exit status {status})"
-    return ErrorCode.PDF_CORRUPT, f"the document parser crashed (exit status {status})"
+        return FailureCode.TIMEOUT, f"extraction used up its CPU time (exit status {status})"
+    return FailureCode.PDF_CORRUPT, f"the document parser crashed (exit status {status})"

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 
 __all__ = ["OcrOptions", "OcrText", "ocr_problem", "recognize", "render_page", "tesseract_version"]
 
@@ -94,7 +94,7 @@ def ocr_problem(languages: str) -> str | None:
 
 def unavailable(problem: str) -> PermanentError:
     return PermanentError(
-        f"{problem}; pages without a text layer cannot be read", code=ErrorCode.OCR_UNAVAILABLE
+        f"{problem}; pages without a text layer cannot be read", code=FailureCode.OCR_UNAVAILABLE
     )
 
 
@@ -155,13 +155,13 @@ def recognize(image: bytes, options: OcrOptions) -> OcrText:
     except subprocess.TimeoutExpired:
         raise PermanentError(
             f"OCR of the page took longer than {options.page_timeout_seconds:g} s",
-            code=ErrorCode.TIMEOUT,
+            code=FailureCode.TIMEOUT,
         ) from None
     except OSError as error:
         raise unavailable(f"Tesseract could not be started ({error})") from error
     if done.returncode != 0:
         detail = done.stderr.decode(errors="replace").strip()[-_STDERR_LIMIT:]
-        code = ErrorCode.TOO_LARGE if done.returncode < 0 else ErrorCode.UNSUPPORTED
+        code = FailureCode.TOO_LARGE if done.returncode < 0 else FailureCode.UNSUPPORTED_TYPE
         raise PermanentError(
             f"OCR failed on the page (exit status {done.returncode}: {detail})", code=code
         )

@@ -9,7 +9,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_jobs.extraction.word import Pages, Parts, damaged, roman, tidy
 
 __all__ = ["read_odt"]
@@ -254,7 +254,7 @@ def read_odt(path: Path) -> list[str]:
                 raise PermanentError(
                     "the OpenDocument text is password-protected: save it without a password "
                     "and upload it again",
-                    code=ErrorCode.UNSUPPORTED,
+                    code=FailureCode.UNSUPPORTED_TYPE,
                 )
             if "content.xml" not in parts.names:
                 raise damaged("it has no content.xml", _ODT)

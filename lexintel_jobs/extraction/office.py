@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_core.filetypes import (
     DOC,
     DOCX,
@@ -110,7 +110,7 @@ def _unavailable(converter: _Converter) -> PermanentError:
     return PermanentError(
         f"reading {converter.what} files needs {converter.program}, which is not installed "
         f"on this worker (install the Debian/Ubuntu package {converter.package})",
-        code=ErrorCode.CONVERTER_UNAVAILABLE,
+        code=FailureCode.CONVERTER_UNAVAILABLE,
     )
 
 
@@ -135,7 +135,7 @@ def _convert(converter: _Converter, path: Path, timeout_seconds: float) -> str:
     except subprocess.TimeoutExpired:
         raise PermanentError(
             f"{converter.program} took longer than {timeout_seconds:g} s on this document",
-            code=ErrorCode.TIMEOUT,
+            code=FailureCode.TIMEOUT,
         ) from None
     if result.returncode == 0:
         return result.stdout.decode("utf-8", errors="replace")
@@ -143,9 +143,9 @@ def _convert(converter: _Converter, path: Path, timeout_seconds: float) -> str:
     detail = " ".join(stderr.replace(os.path.abspath(path), "the file").split())
     detail = detail[:_STDERR_CHARS] or f"exit status {result.returncode}"
     if result.returncode == -signal.SIGXCPU:
-        code = ErrorCode.TIMEOUT
+        code = FailureCode.TIMEOUT
     elif "memory" in detail.lower() or "bad_alloc" in detail:
-        code = ErrorCode.TOO_LARGE
+        code = FailureCode.TOO_LARGE
     else:
-        code = ErrorCode.UNSUPPORTED
+        code = FailureCode.UNSUPPORTED_TYPE
     raise PermanentError(f"{converter.program} cannot read this file: {detail}", code=code)

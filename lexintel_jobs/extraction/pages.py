@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from lexintel_core.chunking import PageText
 from lexintel_core.coverage import FailedPage, TextCoverage
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 
 
 class PageSource(StrEnum):
@@ -30,11 +30,11 @@ class PageResult:
     text: str  # normalized
     source: PageSource
     ocr_confidence: float | None = None
-    error_code: str | None = None  # FAILED pages: a stable code (ErrorCode value) and why
+    error_code: str | None = None  # FAILED pages: a stable code (FailureCode value) and why
     error: str | None = None
 
     @classmethod
-    def failed(cls, number: int, code: ErrorCode, message: str) -> PageResult:
+    def failed(cls, number: int, code: FailureCode, message: str) -> PageResult:
         return cls(number, "", PageSource.FAILED, error_code=code.value, error=message)
 
 
@@ -82,7 +82,7 @@ def coverage_of(results: Iterable[PageResult], total: int) -> TextCoverage:
             failed.append(
                 FailedPage(
                     page=result.number,
-                    code=result.error_code or ErrorCode.PDF_CORRUPT.value,
+                    code=result.error_code or FailureCode.PDF_CORRUPT.value,
                     message=result.error or "",
                 )
             )
@@ -106,12 +106,12 @@ def assemble(
     for number in range(1, total + 1):
         if number not in results:
             results[number] = PageResult.failed(
-                number, ErrorCode.PDF_CORRUPT, "the page was never read"
+                number, FailureCode.PDF_CORRUPT, "the page was never read"
             )
     ordered = [results[number] for number in range(1, total + 1)]
     if ordered and all(result.source is PageSource.FAILED for result in ordered):
-        codes = {result.error_code or ErrorCode.PDF_CORRUPT for result in ordered}
-        code = ErrorCode(codes.pop()) if len(codes) == 1 else ErrorCode.PDF_CORRUPT
+        codes = {result.error_code or FailureCode.PDF_CORRUPT for result in ordered}
+        code = FailureCode(codes.pop()) if len(codes) == 1 else FailureCode.PDF_CORRUPT
         last = ordered[-1]
         raise PermanentError(f"no page could be read (page {last.number}: {last.error})", code=code)
     return ExtractedDocument(

@@ -26,7 +26,7 @@ from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, LimitReachedError, PdfReadWarning
 
 from lexintel_core.coverage import BODY_TEXT_CHARS
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_jobs.extraction import ocr
 from lexintel_jobs.extraction.model import normalize_text
 from lexintel_jobs.extraction.pages import (
@@ -67,13 +67,13 @@ class _PypdfCannotDecrypt(Exception):
 def encrypted() -> PermanentError:
     return PermanentError(
         "the PDF is password-protected; upload a copy without a password",
-        code=ErrorCode.PDF_ENCRYPTED,
+        code=FailureCode.PDF_ENCRYPTED,
     )
 
 
 def corrupt(detail: str) -> PermanentError:
     return PermanentError(
-        f"the PDF is damaged and cannot be read ({detail})", code=ErrorCode.PDF_CORRUPT
+        f"the PDF is damaged and cannot be read ({detail})", code=FailureCode.PDF_CORRUPT
     )
 
 
@@ -150,10 +150,10 @@ def _page_count(document: object, reader: PdfReader | None) -> int:
     return claimed
 
 
-def _failure_code(error: BaseException) -> ErrorCode:
+def _failure_code(error: BaseException) -> FailureCode:
     if isinstance(error, MemoryError | LimitReachedError):
-        return ErrorCode.TOO_LARGE
-    return ErrorCode.PDF_CORRUPT
+        return FailureCode.TOO_LARGE
+    return FailureCode.PDF_CORRUPT
 
 
 class _Ocr:
@@ -297,7 +297,7 @@ def extract_pdf_pages(path: Path, engine: str, plan: PagePlan, emit: Emit) -> tu
                 if pdfium is None:  # pragma: no cover
                     raise PermanentError(
                         f"the PDF's encryption cannot be read here ({error})",
-                        code=ErrorCode.PDF_ENCRYPTED,
+                        code=FailureCode.PDF_ENCRYPTED,
                     ) from error
                 engine = "pypdfium2"
         document: object | None = None

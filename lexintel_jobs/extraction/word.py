@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Protocol
 from xml.parsers import expat
 
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_core.filetypes import NOT_A_DOCUMENT_ZIP, unsupported
 from lexintel_jobs.extraction.text import decode_text, html_to_text, read_html
 
@@ -82,7 +82,7 @@ _OFF = frozenset({"0", "false", "off"})
 
 def damaged(detail: str, what: str = "Word document") -> PermanentError:
     return PermanentError(
-        f"the {what} is damaged and cannot be read ({detail})", code=ErrorCode.UNSUPPORTED
+        f"the {what} is damaged and cannot be read ({detail})", code=FailureCode.UNSUPPORTED_TYPE
     )
 
 
@@ -131,13 +131,13 @@ class Parts:
             raise PermanentError(
                 f"the {self._what} is too large: its text parts unpack to "
                 f"{total:,} bytes (limit {MAX_DOCUMENT_XML_BYTES:,})",
-                code=ErrorCode.TOO_LARGE,
+                code=FailureCode.TOO_LARGE,
             )
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size >= _RATIO_CHECK_FROM and ratio > MAX_COMPRESSION_RATIO:
             raise PermanentError(
                 f"the {self._what} looks like a zip bomb: a part of it is compressed {ratio:.0f}:1",
-                code=ErrorCode.TOO_LARGE,
+                code=FailureCode.TOO_LARGE,
             )
 
     def read(self, name: str) -> bytes:

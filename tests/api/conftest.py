@@ -28,7 +28,7 @@ from lexintel_api.app import create_app
 from lexintel_api.auth import create_api_key
 from lexintel_api.services import Services
 from lexintel_core.db import SessionFactory
-from lexintel_core.local import free_port
+from lexintel_core.embedded_servers import free_port
 from lexintel_core.settings import Settings
 from lexintel_jobs.worker import worker_options
 

@@ -17,7 +17,7 @@ from pypdf import PdfReader, PdfWriter
 from rich.progress import Progress
 
 from lexintel_api.client import Outcome, _follow, overall_percent
-from lexintel_core.local import free_port
+from lexintel_core.embedded_servers import free_port
 from tests.api.conftest import Api, Tenant
 from tests.jobs.conftest import make_pdf
 

@@ -11,7 +11,7 @@ from gql import GraphQLRequest
 from redis.asyncio import Redis
 
 from lexintel_core.db import SessionFactory
-from lexintel_core.local import EmbeddedRedis, free_port
+from lexintel_core.embedded_servers import EmbeddedRedis, free_port
 from lexintel_core.settings import Settings
 from tests.api.conftest import (
     PROGRESS,

@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError
 from sqlalchemy.exc import DBAPIError
 
 from lexintel_core.connections import is_connection_failure, redis_client
-from lexintel_core.local import EmbeddedRedis, free_port
+from lexintel_core.embedded_servers import EmbeddedRedis, free_port
 from lexintel_core.settings import Settings
 
 

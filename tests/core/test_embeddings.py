@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lexintel_core import embeddings
+from lexintel_core.embedded_servers import free_port
 from lexintel_core.embeddings import (
     PACKAGED_MODEL,
     Embedder,
@@ -30,8 +31,7 @@ from lexintel_core.embeddings import (
     check_embedding_dimension,
     create_embedder,
 )
-from lexintel_core.errors import ErrorCode, RetryableError
-from lexintel_core.local import free_port
+from lexintel_core.errors import FailureCode, RetryableError
 from lexintel_core.settings import EmbeddingProviderName, Settings
 
 ORIGINAL = "The tenant must pay rent monthly"
@@ -376,7 +376,7 @@ async def test_openai_persistent_503_becomes_retryable_error(
     with pytest.raises(RetryableError) as raised:
         await embedder.embed(["anything"])
     assert len(server.requests) == 3  # first try + 2 retries
-    assert raised.value.code is ErrorCode.TRANSIENT
+    assert raised.value.code is FailureCode.TRANSIENT
     assert "failed 3 times" in raised.value.message
     assert "HTTP 503: model is loading" in raised.value.message
 

@@ -17,7 +17,7 @@ import yaml  # type: ignore[import-untyped]
 
 from lexintel_api.auth import Principal, StreamTokens, create_api_key
 from lexintel_core.db import SessionFactory
-from lexintel_core.local import free_port
+from lexintel_core.embedded_servers import free_port
 from lexintel_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

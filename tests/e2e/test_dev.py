@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil  # type: ignore[import-untyped]
 
-from lexintel_core.local import free_port
+from lexintel_core.embedded_servers import free_port
 
 STARTUP_SECONDS = 180
 

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from lexintel_api.auth import create_api_key
 from lexintel_core import migrate
 from lexintel_core.db import SessionFactory, create_engine, create_session_factory
-from lexintel_core.local import EmbeddedPostgres, EmbeddedRedis, free_port
+from lexintel_core.embedded_servers import EmbeddedPostgres, EmbeddedRedis, free_port
 from lexintel_core.models import Base
 from lexintel_core.settings import Settings
 from tests.api.conftest import Api, serve

@@ -36,8 +36,8 @@ from sqlalchemy.pool import NullPool
 
 from lexintel_api.auth import create_api_key
 from lexintel_core import migrate
+from lexintel_core.embedded_servers import EmbeddedPostgres, redis_server_binary, wait_for_port
 from lexintel_core.jobs import JobName, ProcessDocument, job_id
-from lexintel_core.local import EmbeddedPostgres, redis_server_binary, wait_for_port
 from lexintel_core.progress import read_snapshot
 from lexintel_core.settings import Settings
 from tests.faults.netns import SUBNET, Host, Network

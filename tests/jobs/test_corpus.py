@@ -9,13 +9,12 @@ from collections.abc import Awaitable, Callable
 from arq.worker import Worker
 
 from lexintel_core.db import SessionFactory
-from lexintel_core.errors import ErrorCode
+from lexintel_core.errors import FailureCode
 from lexintel_core.status import ProcessingStatus
 from tests.jobs.conftest import PDF_SAMPLES, Uploader, corpus_entries, load, pdf_sample
 
 RunWorker = Callable[..., Awaitable[Worker]]
-S = ProcessingStatus
-STABLE_CODES = {ErrorCode.PDF_ENCRYPTED, ErrorCode.PDF_CORRUPT, ErrorCode.NO_TEXT}
+STABLE_CODES = {FailureCode.PDF_ENCRYPTED, FailureCode.PDF_CORRUPT, FailureCode.NO_TEXT}
 
 
 def test_the_sample_list_names_every_pdf_of_files_json() -> None:
@@ -41,8 +40,11 @@ async def test_every_corpus_pdf_ends_ready_or_failed_with_a_stable_code(
     for name, (document, entry) in uploaded.items():
         stored, chunks = await load(sessions, document.id)
         outcomes[name] = (stored.status, stored.error_code)
-        assert stored.status in {S.READY, S.FAILED}, (name, stored.status)
-        if stored.status is S.FAILED:
+        assert stored.status in {ProcessingStatus.READY, ProcessingStatus.FAILED}, (
+            name,
+            stored.status,
+        )
+        if stored.status is ProcessingStatus.FAILED:
             assert stored.error_code in STABLE_CODES, (name, stored.error_code)
             assert stored.error_message
             assert chunks == []
@@ -52,11 +54,11 @@ async def test_every_corpus_pdf_ends_ready_or_failed_with_a_stable_code(
             assert all(1 <= c.page_start <= c.page_end <= entry["pages"] for c in chunks)
 
     encrypted, _ = await load(sessions, uploaded["005-libreoffice-writer-password"][0].id)
-    assert encrypted.error_code == ErrorCode.PDF_ENCRYPTED
+    assert encrypted.error_code == FailureCode.PDF_ENCRYPTED
     assert encrypted.attempts == 1  # not retried
     assert "password" in (encrypted.error_message or "")
     # Image-only documents: no text layer is a clear failure, not a crash or an empty READY.
-    assert outcomes["007-imagemagick-images"] == (S.FAILED, ErrorCode.NO_TEXT)
+    assert outcomes["007-imagemagick-images"] == (ProcessingStatus.FAILED, FailureCode.NO_TEXT)
 
     _, columns = await load(sessions, uploaded["026-latex-multicolumn"][0].id)
     for page, word in [(1, "Abstract"), (2, "hymenaeos"), (3, "Copenhagen")]:

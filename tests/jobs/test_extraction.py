@@ -20,7 +20,7 @@ from reportlab.pdfgen import canvas  # type: ignore[import-untyped]
 
 from lexintel_core.chunking import PageText
 from lexintel_core.coverage import TextCoverage
-from lexintel_core.errors import ErrorCode, PermanentError, RetryableError
+from lexintel_core.errors import FailureCode, PermanentError, RetryableError
 from lexintel_jobs.extraction import (
     DOCX,
     HTML,
@@ -175,14 +175,14 @@ def _zip_bytes(tmp_path: Path, names: list[str]) -> bytes:
 def test_detect_refuses_binary(head: bytes) -> None:
     with pytest.raises(PermanentError) as caught:
         detect_content_type(head)
-    assert caught.value.code == ErrorCode.UNSUPPORTED
+    assert caught.value.code == FailureCode.UNSUPPORTED_TYPE
 
 
 def test_detect_zip(tmp_path: Path) -> None:
     assert detect_content_type(_zip_bytes(tmp_path, ["[Content_Types].xml", "word/x"])) == DOCX
     with pytest.raises(PermanentError) as caught:
         detect_content_type(_zip_bytes(tmp_path, ["[Content_Types].xml", "xl/workbook.xml"]))
-    assert caught.value.code == ErrorCode.UNSUPPORTED
+    assert caught.value.code == FailureCode.UNSUPPORTED_TYPE
 
 
 async def test_type_comes_from_bytes_not_name(extractor: Extractor, tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ async def test_type_comes_from_bytes_not_name(extractor: Extractor, tmp_path: Pa
     jpeg.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + os.urandom(2048))
     with pytest.raises(PermanentError) as caught:
         await extractor.extract(jpeg)
-    assert caught.value.code == ErrorCode.UNSUPPORTED
+    assert caught.value.code == FailureCode.UNSUPPORTED_TYPE
 
 
 # PDF: the corpus
@@ -211,14 +211,14 @@ async def test_corpus(
     if entry["encrypted"]:
         with pytest.raises(PermanentError) as caught:
             await chosen.extract(path)
-        assert caught.value.code == ErrorCode.PDF_ENCRYPTED
+        assert caught.value.code == FailureCode.PDF_ENCRYPTED
         assert "password" in caught.value.message
         return
     if entry["path"].startswith("017-"):
         # A broken page tree (an object missing from /Pages) that neither engine repairs.
         with pytest.raises(PermanentError) as caught:
             await chosen.extract(path)
-        assert caught.value.code == ErrorCode.PDF_CORRUPT
+        assert caught.value.code == FailureCode.PDF_CORRUPT
         return
     document = await chosen.extract(path)
     assert document.content_type == PDF
@@ -280,7 +280,7 @@ async def test_pdf_with_password_is_refused(run: Run, engine: str, tmp_path: Pat
     encryption = StandardEncryption("secret", ownerPassword="owner")
     path = _make_pdf(tmp_path / "secret.pdf", ["Secret"], encrypt=encryption)
     error = await _refused(run, path, engine)
-    assert error.code == ErrorCode.PDF_ENCRYPTED
+    assert error.code == FailureCode.PDF_ENCRYPTED
     assert "password-protected" in error.message
 
 
@@ -299,7 +299,7 @@ async def test_corrupt_pdf(
 ) -> None:
     path = _make_pdf(tmp_path / "good.pdf", ["one", "two", "three"])
     path.write_bytes(damage(path.read_bytes()))
-    assert (await _refused(run, path, engine)).code == ErrorCode.PDF_CORRUPT
+    assert (await _refused(run, path, engine)).code == FailureCode.PDF_CORRUPT
 
 
 # Plain text
@@ -341,7 +341,7 @@ async def test_garbage_bytes_are_unsupported_not_a_crash(run: Run, tmp_path: Pat
     path = tmp_path / "garbage.txt"
     for size in range(10_000, 10_005):
         path.write_bytes(os.urandom(size))
-        assert (await _refused(run, path)).code == ErrorCode.UNSUPPORTED
+        assert (await _refused(run, path)).code == FailureCode.UNSUPPORTED_TYPE
 
 
 # HTML
@@ -480,14 +480,14 @@ def zip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def test_docx_zip_bomb_is_refused_quickly(run: Run, zip_bomb: Path) -> None:
     started = time.perf_counter()
     error = await _refused(run, zip_bomb)
-    assert error.code == ErrorCode.TOO_LARGE
+    assert error.code == FailureCode.TOO_LARGE
     assert time.perf_counter() - started < 5
 
 
 async def test_zip_that_is_not_docx(run: Run, tmp_path: Path) -> None:
     path = tmp_path / "sheet.docx"
     path.write_bytes(_zip_bytes(tmp_path, ["[Content_Types].xml", "xl/workbook.xml"]))
-    assert (await _refused(run, path)).code == ErrorCode.UNSUPPORTED
+    assert (await _refused(run, path)).code == FailureCode.UNSUPPORTED_TYPE
 
 
 @pytest.mark.parametrize(
@@ -506,7 +506,7 @@ async def test_damaged_docx(run: Run, damage: Callable[[bytes], bytes], tmp_path
             data = original.read(info)
             copy.writestr(info, damage(data) if info.filename == "word/document.xml" else data)
     error = await _refused(run, path)
-    assert error.code == ErrorCode.UNSUPPORTED
+    assert error.code == FailureCode.UNSUPPORTED_TYPE
     assert "damaged" in error.message
 
 
@@ -519,7 +519,7 @@ async def test_timeout_kills_the_child_and_the_extractor_goes_on(small_text: Pat
         started = time.perf_counter()
         with pytest.raises(PermanentError) as caught:
             await extractor.extract(pdf_sample(GEOTOPO))
-        assert caught.value.code == ErrorCode.TIMEOUT
+        assert caught.value.code == FailureCode.TIMEOUT
         assert time.perf_counter() - started < 5  # cold start (~0.5 s) + 0.5 s, not ~7 s
         document = await extractor.extract(small_text)
         assert document.pages[0].text == "still working § 1"
@@ -536,7 +536,7 @@ async def test_memory_cap_ends_in_too_large(small_text: Path, tmp_path: Path) ->
     try:
         with pytest.raises(PermanentError) as caught:
             await extractor.extract(big)
-        assert caught.value.code == ErrorCode.TOO_LARGE
+        assert caught.value.code == FailureCode.TOO_LARGE
         document = await extractor.extract(small_text)
         assert document.pages[0].text == "still working § 1"
     finally:
@@ -547,13 +547,13 @@ async def test_memory_cap_ends_in_too_large(small_text: Path, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("sent", "code"),
     [
-        (signal.SIGSEGV, ErrorCode.PDF_CORRUPT),
-        (signal.SIGKILL, ErrorCode.TOO_LARGE),
-        (signal.SIGXCPU, ErrorCode.TIMEOUT),
+        (signal.SIGSEGV, FailureCode.PDF_CORRUPT),
+        (signal.SIGKILL, FailureCode.TOO_LARGE),
+        (signal.SIGXCPU, FailureCode.TIMEOUT),
     ],
 )
 async def test_a_dying_child_costs_at_most_its_page_not_the_worker(
-    sent: signal.Signals, code: ErrorCode, small_text: Path, tmp_path: Path
+    sent: signal.Signals, code: FailureCode, small_text: Path, tmp_path: Path
 ) -> None:
     extractor = Extractor(timeout_seconds=60, memory_limit_mb=1024, max_concurrency=1)
     others = _others()
@@ -745,7 +745,7 @@ async def test_an_idle_child_that_died_is_replaced(small_text: Path) -> None:
     ("raised", "reply"),
     [
         (
-            PermanentError("encrypted", code=ErrorCode.PDF_ENCRYPTED),
+            PermanentError("encrypted", code=FailureCode.PDF_ENCRYPTED),
             ("error", "permanent", "pdf_encrypted", "encrypted", True),
         ),
         (MemoryError(), ("error", "permanent", "too_large", "needs more memory", False)),

@@ -15,7 +15,7 @@ import docx
 import pytest
 from docx.enum.text import WD_BREAK
 
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_core.filetypes import (
     DOC,
     DOCX,
@@ -38,7 +38,7 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 def _refusal(head: bytes) -> str:
     with pytest.raises(PermanentError) as caught:
         detect_content_type(head)
-    assert caught.value.code == ErrorCode.UNSUPPORTED
+    assert caught.value.code == FailureCode.UNSUPPORTED_TYPE
     return caught.value.message
 
 
@@ -200,7 +200,7 @@ def test_zip_content_type(tmp_path: Path) -> None:
     def refused(path: Path) -> str:
         with pytest.raises(PermanentError) as caught:
             zip_content_type(path)
-        assert caught.value.code == ErrorCode.UNSUPPORTED
+        assert caught.value.code == FailureCode.UNSUPPORTED_TYPE
         return caught.value.message
 
     rels = (
@@ -270,7 +270,7 @@ def test_missing_converter_names_its_package(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     error = _failure(corpus_path("formats", name), content_type)
-    assert error.code == ErrorCode.CONVERTER_UNAVAILABLE
+    assert error.code == FailureCode.CONVERTER_UNAVAILABLE
     assert f"package {package}" in error.message
 
 
@@ -287,7 +287,7 @@ def test_converter_refusal_is_unsupported_with_its_reason(
     path = tmp_path / "broken.bin"
     path.write_bytes(data)
     error = _failure(path, content_type)
-    assert error.code == ErrorCode.UNSUPPORTED
+    assert error.code == FailureCode.UNSUPPORTED_TYPE
     assert error.message.startswith(f"{program} cannot read this file: ")
     assert len(error.message) > len(f"{program} cannot read this file: ") + 5
     assert str(tmp_path) not in error.message  # no worker paths in a user's message
@@ -301,7 +301,7 @@ def test_converter_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("PATH", str(fake.parent))
     started = time.perf_counter()
     error = _failure(corpus_path("formats", "settlement.doc"), DOC, timeout=0.5)
-    assert error.code == ErrorCode.TIMEOUT
+    assert error.code == FailureCode.TIMEOUT
     assert time.perf_counter() - started < 10
 
 
@@ -517,7 +517,7 @@ def test_docx_bomb_in_a_notes_part(tmp_path: Path) -> None:
             for _ in range(60):  # 60 MB of spaces: deflates ~1000:1
                 part.write(b" " * (1024 * 1024))
     assert (tmp_path / "b.docx").stat().st_size < 1024 * 1024
-    assert _failure(tmp_path / "b.docx", DOCX).code == ErrorCode.TOO_LARGE
+    assert _failure(tmp_path / "b.docx", DOCX).code == FailureCode.TOO_LARGE
 
 
 # RTF
@@ -565,7 +565,7 @@ def test_rtf_corpus_and_hostile_inputs() -> None:
 
     with pytest.raises(PermanentError) as caught:
         read_rtf(b"{\\rtf1 " + b"{" * 100_000)
-    assert caught.value.code == ErrorCode.UNSUPPORTED
+    assert caught.value.code == FailureCode.UNSUPPORTED_TYPE
     with pytest.raises(PermanentError):
         read_rtf(b"not rtf at all")
     # Unbalanced and truncated input still gives its text.
@@ -625,5 +625,5 @@ def test_odt_with_password_is_refused(tmp_path: Path) -> None:
     manifest = "<manifest:manifest><manifest:encryption-data/></manifest:manifest>"
     path = _odf(tmp_path / "secret.odt", ODT, {"META-INF/manifest.xml": manifest})
     error = _failure(path, ODT)
-    assert error.code == ErrorCode.UNSUPPORTED
+    assert error.code == FailureCode.UNSUPPORTED_TYPE
     assert "password" in error.message

@@ -30,7 +30,6 @@ from lexintel_jobs.state import WorkerState
 from tests.jobs.conftest import EventLog, Uploader, load, make_pdf, settle
 
 RunWorker = Callable[..., Awaitable[Worker]]
-S = ProcessingStatus
 _VOCABULARY = (
     "tenant landlord premises rent deposit notice breach remedy covenant assignment "
     "sublease repair insurance indemnity default termination renewal holdover easement"
@@ -152,14 +151,16 @@ async def test_a_run_whose_lease_was_taken_over_writes_nothing_and_ends_quietly(
     result = await job.result(timeout=5)
     assert result == "taken over"
     stored, chunks = await load(sessions, document.id)
-    assert stored.status is S.EMBEDDING  # for the run that took over to finish
+    assert stored.status is ProcessingStatus.EMBEDDING  # for the run that took over to finish
     assert len(chunks) > 2
     assert all(chunk.embedding is None for chunk in chunks)  # its vectors were refused
     row = await _row(sessions, document.id)
     assert (row.token, row.owner) == (2, "another worker")  # not released by the stale run
     seen = events.of(document.id)
     assert not any(event.is_terminal for event in seen)
-    assert not any(event.status is S.EMBEDDING and event.percent > 0 for event in seen)
+    assert not any(
+        event.status is ProcessingStatus.EMBEDDING and event.percent > 0 for event in seen
+    )
     snapshot = await read_snapshot(queue, document.id)
     assert snapshot is not None
     assert snapshot.seq == seen[-1].seq
@@ -204,9 +205,9 @@ async def test_the_heartbeat_keeps_the_lease_of_a_run_longer_than_the_takeover_t
         """Tries to take the lease all along, as a worker that was given the job would."""
         while True:
             status = (await load(sessions, document.id))[0].status
-            if status is S.READY:
+            if status is ProcessingStatus.READY:
                 return
-            if status is S.EMBEDDING:
+            if status is ProcessingStatus.EMBEDDING:
                 taken = await lease.take(engine, document.id, takeover)
                 assert not isinstance(taken, Lease), "the lease was taken from a live run"
                 refused.append(time.monotonic())
@@ -217,7 +218,7 @@ async def test_the_heartbeat_keeps_the_lease_of_a_run_longer_than_the_takeover_t
     await asyncio.wait_for(contender, timeout=30)
 
     stored, chunks = await load(sessions, document.id)
-    assert stored.status is S.READY
+    assert stored.status is ProcessingStatus.READY
     assert stored.attempts == 1
     assert chunks
     assert all(chunk.embedding is not None for chunk in chunks)

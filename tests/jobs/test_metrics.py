@@ -11,7 +11,7 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 
 from lexintel_core.db import SessionFactory
-from lexintel_core.local import free_port
+from lexintel_core.embedded_servers import free_port
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs import metrics

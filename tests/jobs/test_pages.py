@@ -16,7 +16,7 @@ from reportlab.lib.utils import ImageReader  # type: ignore[import-untyped]
 from reportlab.pdfgen.canvas import Canvas  # type: ignore[import-untyped]
 
 from lexintel_core.coverage import BODY_TEXT_CHARS
-from lexintel_core.errors import ErrorCode, PermanentError
+from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_jobs.extraction import Extractor, OcrOptions
 from tests.corpus import corpus_path
 from tests.jobs.conftest import make_pdf
@@ -141,7 +141,7 @@ async def test_without_tesseract_a_scan_fails_ocr_unavailable(
     monkeypatch.setenv("PATH", str(empty))  # the child starts with this PATH
     with pytest.raises(PermanentError) as raised:
         await extractor.extract(path)
-    assert raised.value.code is ErrorCode.OCR_UNAVAILABLE
+    assert raised.value.code is FailureCode.OCR_UNAVAILABLE
     assert "tesseract-ocr" in raised.value.message
 
 
@@ -201,4 +201,4 @@ async def test_a_document_whose_every_page_fails_fails_with_their_code(
             await extractor.extract(path)
     finally:
         await extractor.aclose()
-    assert raised.value.code is ErrorCode.TOO_LARGE
+    assert raised.value.code is FailureCode.TOO_LARGE

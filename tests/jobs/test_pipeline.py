@@ -21,7 +21,7 @@ from lexintel_core import keys
 from lexintel_core.cancellation import request_cancel
 from lexintel_core.db import SessionFactory
 from lexintel_core.embeddings import Embedder
-from lexintel_core.errors import ErrorCode, PermanentError, RetryableError
+from lexintel_core.errors import FailureCode, PermanentError, RetryableError
 from lexintel_core.jobs import (
     EmbedDocument,
     ExtractDocument,
@@ -35,12 +35,11 @@ from lexintel_core.progress import ProgressEvent, Stage, publish_progress, read_
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs import lease
-from lexintel_jobs.run import JobRun
+from lexintel_jobs.job_run import JobRun
 from lexintel_jobs.state import WorkerState
 from tests.jobs.conftest import EventLog, Uploader, load, make_pdf, settle
 
 RunWorker = Callable[..., Awaitable[Worker]]
-S = ProcessingStatus
 
 
 class FlakyEmbedder:
@@ -74,7 +73,7 @@ def flaky(errors: list[BaseException], always: bool = False) -> Callable[[Worker
     return prepare
 
 
-def assert_event_stream(events: list[Any], terminal: S) -> None:
+def assert_event_stream(events: list[Any], terminal: ProcessingStatus) -> None:
     seqs = [event.seq for event in events]
     assert seqs == sorted(set(seqs)), f"seq not strictly increasing: {seqs}"
     terminals = [event for event in events if event.is_terminal]
@@ -102,7 +101,7 @@ async def test_pdf_ends_ready_with_embedded_chunks_citing_their_pages(
     await settle()
 
     stored, chunks = await load(sessions, document.id)
-    assert stored.status is S.READY, stored.error_message
+    assert stored.status is ProcessingStatus.READY, stored.error_message
     assert stored.page_count == 3
     assert stored.attempts == 1
     assert stored.content_type == "application/pdf"
@@ -121,11 +120,11 @@ async def test_pdf_ends_ready_with_embedded_chunks_citing_their_pages(
     assert all(c.page_start <= 3 <= c.page_end for c in civil)
 
     stream = events.of(document.id)
-    assert_event_stream(stream, S.READY)
+    assert_event_stream(stream, ProcessingStatus.READY)
     assert [e.status for e in stream if e.percent == 0][:3] == [
-        S.EXTRACTING,
-        S.CHUNKING,
-        S.EMBEDDING,
+        ProcessingStatus.EXTRACTING,
+        ProcessingStatus.CHUNKING,
+        ProcessingStatus.EMBEDDING,
     ]
     assert await read_snapshot(redis, document.id) == stream[-1]
 
@@ -165,7 +164,11 @@ async def test_text_html_and_docx_documents_end_ready_with_their_text(
     await run_worker()
     for name, document in uploaded.items():
         stored, chunks = await load(sessions, document.id)
-        assert stored.status is S.READY, (name, stored.error_code, stored.error_message)
+        assert stored.status is ProcessingStatus.READY, (
+            name,
+            stored.error_code,
+            stored.error_message,
+        )
         text = " ".join(" ".join(chunk.text.split()) for chunk in chunks)
         assert FORMATS[name][1] in text, (name, text)
     html_text = " ".join(c.text for c in (await load(sessions, uploaded["page.html"].id))[1])
@@ -180,9 +183,9 @@ async def test_random_bytes_never_crash_the_worker(
     document = await uploader.upload(garbage, "notes.txt")
     worker = await run_worker()
     stored, _ = await load(sessions, document.id)
-    assert stored.status in {S.READY, S.FAILED}
-    if stored.status is S.FAILED:
-        assert stored.error_code in {ErrorCode.UNSUPPORTED, ErrorCode.NO_TEXT}
+    assert stored.status in {ProcessingStatus.READY, ProcessingStatus.FAILED}
+    if stored.status is ProcessingStatus.FAILED:
+        assert stored.error_code in {FailureCode.UNSUPPORTED_TYPE, FailureCode.NO_TEXT}
     assert worker.jobs_failed == 0
 
 
@@ -201,17 +204,19 @@ async def test_retryable_failure_is_retried_with_backoff_then_succeeds(
     worker = await run_worker(prepare=prepare)
     await settle()
     stored, chunks = await load(sessions, document.id)
-    assert stored.status is S.READY
+    assert stored.status is ProcessingStatus.READY
     assert stored.attempts == 2
     assert chunks
     assert worker.jobs_retried == 1
     first_call, second_call = holder[0].calls[0], holder[0].calls[1]
     assert second_call - first_call >= 0.2  # the first configured delay
     stream = events.of(document.id)
-    retry_events = [e for e in stream if e.status is S.QUEUED and "retrying" in e.message]
+    retry_events = [
+        e for e in stream if e.status is ProcessingStatus.QUEUED and "retrying" in e.message
+    ]
     assert len(retry_events) == 1
     assert "503" in retry_events[0].message
-    assert_event_stream(stream, S.READY)
+    assert_event_stream(stream, ProcessingStatus.READY)
 
 
 async def test_unknown_exceptions_are_retried_like_retryable_ones(
@@ -220,7 +225,7 @@ async def test_unknown_exceptions_are_retried_like_retryable_ones(
     document = await uploader.upload(make_pdf(["Clause 2. Notices."]))
     await run_worker(prepare=flaky([ConnectionResetError("peer reset")]))
     stored, _ = await load(sessions, document.id)
-    assert stored.status is S.READY
+    assert stored.status is ProcessingStatus.READY
     assert stored.attempts == 2
 
 
@@ -228,19 +233,19 @@ async def test_permanent_failure_is_not_retried(
     uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, events: EventLog
 ) -> None:
     document = await uploader.upload(make_pdf(["Clause 3. Governing law."]))
-    error = PermanentError("model rejected the input", code=ErrorCode.TOO_LARGE)
+    error = PermanentError("model rejected the input", code=FailureCode.TOO_LARGE)
     worker = await run_worker(prepare=flaky([error], always=True))
     await settle()
     stored, chunks = await load(sessions, document.id)
-    assert stored.status is S.FAILED
-    assert stored.error_code == ErrorCode.TOO_LARGE
+    assert stored.status is ProcessingStatus.FAILED
+    assert stored.error_code == FailureCode.TOO_LARGE
     assert stored.error_message == "model rejected the input"
     assert stored.attempts == 1
     assert worker.jobs_retried == 0
     assert chunks == []  # no half-written output survives a failure
     stream = events.of(document.id)
-    assert_event_stream(stream, S.FAILED)
-    assert stream[-1].error_code == ErrorCode.TOO_LARGE
+    assert_event_stream(stream, ProcessingStatus.FAILED)
+    assert stream[-1].error_code == FailureCode.TOO_LARGE
 
 
 async def test_exhausted_retries_end_failed_with_the_reason(
@@ -251,14 +256,14 @@ async def test_exhausted_retries_end_failed_with_the_reason(
     worker = await run_worker(prepare=flaky([error], always=True))
     await settle()
     stored, _ = await load(sessions, document.id)
-    assert stored.status is S.FAILED
-    assert stored.error_code == ErrorCode.RETRIES_EXHAUSTED
+    assert stored.status is ProcessingStatus.FAILED
+    assert stored.error_code == FailureCode.RETRIES_EXHAUSTED
     assert stored.error_message is not None
     assert "after 3 tries" in stored.error_message
     assert "embedding API unreachable" in stored.error_message
     assert stored.attempts == 3
     assert worker.jobs_retried == 2
-    assert_event_stream(events.of(document.id), S.FAILED)
+    assert_event_stream(events.of(document.id), ProcessingStatus.FAILED)
 
 
 async def test_rerunning_a_half_finished_document_gives_one_set_of_chunks(
@@ -273,14 +278,14 @@ async def test_rerunning_a_half_finished_document_gives_one_set_of_chunks(
         await session.execute(
             update(Document)
             .where(Document.id == document.id)
-            .values(status=S.EMBEDDING, generation=1)
+            .values(status=ProcessingStatus.EMBEDDING, generation=1)
         )
     await enqueue(
         queue, JobName.DOCUMENT_PROCESS, ProcessDocument(document_id=document.id, generation=1)
     )
     await run_worker()
     stored, second_chunks = await load(sessions, document.id)
-    assert stored.status is S.READY
+    assert stored.status is ProcessingStatus.READY
     assert [c.text for c in second_chunks] == [c.text for c in first_chunks]
     assert [c.ordinal for c in second_chunks] == list(range(len(first_chunks)))
 
@@ -296,7 +301,7 @@ async def test_a_duplicate_delivery_of_finished_work_changes_nothing(
     )
     await run_worker()
     after, chunks_after = await load(sessions, document.id)
-    assert after.status is S.READY
+    assert after.status is ProcessingStatus.READY
     assert after.finished_at == before.finished_at
     assert [c.id for c in chunks_after] == [c.id for c in chunks_before]
 
@@ -312,7 +317,7 @@ async def test_a_redelivered_job_announces_an_end_its_first_run_could_not(
         document_id=document.id,
         case_id=document.case_id,
         stage=Stage.EMBED,
-        status=S.EMBEDDING,
+        status=ProcessingStatus.EMBEDDING,
         percent=50.0,
     )
     assert await publish_progress(queue, stale, restart=True) is not None
@@ -323,7 +328,7 @@ async def test_a_redelivered_job_announces_an_end_its_first_run_could_not(
     await run_worker()
     snapshot = await read_snapshot(queue, document.id)
     assert snapshot is not None
-    assert snapshot.status is S.READY
+    assert snapshot.status is ProcessingStatus.READY
     assert snapshot.seq > 1
 
 
@@ -336,7 +341,7 @@ async def test_a_run_taken_over_from_a_live_worker_waits_for_it(
     first_run = await lease.take(engine, document.id, 60.0)
     assert isinstance(first_run, lease.Lease)
 
-    async def first_run_ends() -> S:
+    async def first_run_ends() -> ProcessingStatus:
         await asyncio.sleep(1.0)
         status = (await load(sessions, document.id))[0].status
         await first_run.release(engine)
@@ -344,9 +349,9 @@ async def test_a_run_taken_over_from_a_live_worker_waits_for_it(
 
     ending = asyncio.create_task(first_run_ends())
     await run_worker()
-    assert await ending is S.QUEUED  # left alone while the first run held it
+    assert await ending is ProcessingStatus.QUEUED  # left alone while the first run held it
     stored, chunks = await load(sessions, document.id)
-    assert stored.status is S.READY
+    assert stored.status is ProcessingStatus.READY
     assert stored.attempts == 1
     assert chunks
 
@@ -375,9 +380,9 @@ async def test_cancelled_before_start_ends_cancelled_without_chunks(
     await run_worker()
     await settle()
     stored, chunks = await load(sessions, document.id)
-    assert stored.status is S.CANCELLED
+    assert stored.status is ProcessingStatus.CANCELLED
     assert chunks == []
-    assert_event_stream(events.of(document.id), S.CANCELLED)
+    assert_event_stream(events.of(document.id), ProcessingStatus.CANCELLED)
 
 
 async def test_an_invalid_payload_is_rejected_without_retry(
@@ -404,7 +409,7 @@ async def test_extract_and_embed_jobs_reprocess_a_ready_document(
     async with sessions.begin() as session:  # what reprocessing through the API does
         stored = await session.get(Document, document.id)
         assert stored is not None
-        stored.transition_to(S.QUEUED)
+        stored.transition_to(ProcessingStatus.QUEUED)
         stored.generation = 1
     await enqueue(
         queue, JobName.DOCUMENT_EXTRACT, ExtractDocument(document_id=document.id, generation=1)
@@ -412,7 +417,7 @@ async def test_extract_and_embed_jobs_reprocess_a_ready_document(
     worker = await run_worker()  # runs document.extract, which queues document.embed
     assert worker.jobs_complete == 2
     stored_after, second = await load(sessions, document.id)
-    assert stored_after.status is S.READY
+    assert stored_after.status is ProcessingStatus.READY
     assert [c.text for c in second] == [c.text for c in first]
     assert {c.id for c in second}.isdisjoint({c.id for c in first})  # chunks were replaced
 
@@ -425,7 +430,7 @@ async def test_extract_and_embed_jobs_reprocess_a_ready_document(
     async with sessions.begin() as session:
         stored = await session.get(Document, document.id)
         assert stored is not None
-        stored.transition_to(S.QUEUED)
+        stored.transition_to(ProcessingStatus.QUEUED)
         stored.generation = 2
     await enqueue(
         queue, JobName.DOCUMENT_EMBED, EmbedDocument(document_id=document.id, generation=2)
@@ -433,10 +438,10 @@ async def test_extract_and_embed_jobs_reprocess_a_ready_document(
     await run_worker(prepare=renamed)
     await settle()
     final, third = await load(sessions, document.id)
-    assert final.status is S.READY
+    assert final.status is ProcessingStatus.READY
     assert [c.id for c in third] == [c.id for c in second]
     assert {c.embedding_model for c in third} == {"hashing-renamed"}
-    assert events.of(document.id)[-1].status is S.READY
+    assert events.of(document.id)[-1].status is ProcessingStatus.READY
 
 
 async def test_the_packaged_minilm_model_embeds_documents_in_the_worker(
@@ -445,7 +450,7 @@ async def test_the_packaged_minilm_model_embeds_documents_in_the_worker(
     document = await uploader.upload(make_pdf(["The lessee shall pay rent on the first day."]))
     await run_worker(worker_settings.model_copy(update={"embedding_provider": "auto"}))
     stored, chunks = await load(sessions, document.id)
-    assert stored.status is S.READY
+    assert stored.status is ProcessingStatus.READY
     assert {c.embedding_model for c in chunks} == {"all-MiniLM-L6-v2"}
     for chunk in chunks:
         assert chunk.embedding is not None
@@ -460,21 +465,21 @@ async def test_a_failure_to_record_the_outcome_reruns_the_job(
 ) -> None:
     document = await uploader.upload(make_pdf(["Clause 5. Waiver."]))
     real_finish = JobRun.finish
-    calls: list[S] = []
+    calls: list[ProcessingStatus] = []
 
-    async def flaky_finish(self: JobRun, status: S, **fields: Any) -> bool:
+    async def flaky_finish(self: JobRun, status: ProcessingStatus, **fields: Any) -> bool:
         calls.append(status)
         if len(calls) == 1:
             raise ConnectionResetError("database went away while recording")
         return await real_finish(self, status, **fields)
 
     monkeypatch.setattr(JobRun, "finish", flaky_finish)
-    error = PermanentError("unreadable", code=ErrorCode.PDF_CORRUPT)
+    error = PermanentError("unreadable", code=FailureCode.PDF_CORRUPT)
     worker = await run_worker(prepare=flaky([error], always=True))
     stored, _ = await load(sessions, document.id)
-    assert stored.status is S.FAILED
-    assert stored.error_code == ErrorCode.PDF_CORRUPT
-    assert calls == [S.FAILED, S.FAILED]
+    assert stored.status is ProcessingStatus.FAILED
+    assert stored.error_code == FailureCode.PDF_CORRUPT
+    assert calls == [ProcessingStatus.FAILED, ProcessingStatus.FAILED]
     assert worker.jobs_retried == 1
 
 
@@ -488,5 +493,5 @@ async def test_a_claim_cut_off_before_the_job_began_burns_no_try(
     await queue.set(retry_key_prefix + job_id(JobName.DOCUMENT_PROCESS, payload), 1)
     await run_worker()
     stored, _ = await load(sessions, document.id)
-    assert stored.status is S.READY
+    assert stored.status is ProcessingStatus.READY
     assert stored.attempts == 1

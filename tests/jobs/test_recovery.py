@@ -19,8 +19,6 @@ from lexintel_jobs.recovery import requeue_stranded
 from lexintel_jobs.state import WorkerState, build_state
 from tests.jobs.conftest import Uploader, make_pdf
 
-S = ProcessingStatus
-
 
 @pytest.fixture
 async def state(worker_settings: Settings, queue: ArqRedis) -> AsyncIterator[WorkerState]:
@@ -30,7 +28,9 @@ async def state(worker_settings: Settings, queue: ArqRedis) -> AsyncIterator[Wor
     await built.aclose()
 
 
-async def _age(sessions: SessionFactory, document: Document, status: S, seconds: float) -> None:
+async def _age(
+    sessions: SessionFactory, document: Document, status: ProcessingStatus, seconds: float
+) -> None:
     async with sessions.begin() as session:
         await session.execute(
             update(Document)
@@ -49,11 +49,13 @@ async def test_only_old_unfinished_documents_without_a_job_are_queued_again(
     done = await uploader.upload(pdf + b"   ", "done.pdf")
     await queue.flushdb()  # Redis lost its data: these four have no job any more
     waiting = await uploader.upload(pdf + b"    ", "waiting.pdf")  # a long queue: job kept
-    await _age(sessions, lost, S.QUEUED, 600)
-    await _age(sessions, stuck, S.EMBEDDING, 600)  # its worker's claim went with the data
-    await _age(sessions, recent, S.QUEUED, 5)
-    await _age(sessions, done, S.READY, 600)
-    await _age(sessions, waiting, S.QUEUED, 600)
+    await _age(sessions, lost, ProcessingStatus.QUEUED, 600)
+    await _age(
+        sessions, stuck, ProcessingStatus.EMBEDDING, 600
+    )  # its worker's claim went with the data
+    await _age(sessions, recent, ProcessingStatus.QUEUED, 5)
+    await _age(sessions, done, ProcessingStatus.READY, 600)
+    await _age(sessions, waiting, ProcessingStatus.QUEUED, 600)
 
     # arq recorded the lost document's job as failed: its kept result must not block it.
     lost_job = job_id(JobName.DOCUMENT_PROCESS, ProcessDocument(document_id=lost.id))
@@ -72,7 +74,7 @@ async def test_a_claim_on_a_job_that_never_started_is_cut_to_the_takeover_time(
     orphaned = await uploader.upload(pdf, "orphaned.pdf")
     running = await uploader.upload(pdf + b" ", "running.pdf")
     for document in (orphaned, running):
-        await _age(sessions, document, S.QUEUED, 600)
+        await _age(sessions, document, ProcessingStatus.QUEUED, 600)
     takeover_ms = state.settings.worker_takeover_seconds * 1000
 
     def claim(document: Document) -> str:

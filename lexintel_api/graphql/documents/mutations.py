@@ -10,13 +10,13 @@ import strawberry
 from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
-from lexintel_api.documents import OpenStream
 from lexintel_api.graphql.context import Context
 from lexintel_api.graphql.documents.types import (
     DocumentType,
     ProgressStream,
     UploadDocumentPayload,
 )
+from lexintel_api.service_layer import OpenStream
 from lexintel_core.errors import InvalidInput, LexIntelError
 
 _READ_BYTES = 1024 * 1024

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from lexintel_core.local import (
+from lexintel_core.embedded_servers import (
     EmbeddedPostgres,
     EmbeddedRedis,
     EmbeddedServerError,

@@ -19,7 +19,7 @@ from lexintel_core import keys
 from lexintel_core.errors import (
     DocumentCancelled,
     DocumentGone,
-    ErrorCode,
+    FailureCode,
     InvalidInput,
     LexIntelError,
     PermanentError,
@@ -28,14 +28,15 @@ from lexintel_core.jobs import DocumentJob, JobName, validate_payload
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs import lease, metrics
+from lexintel_jobs.job_run import JobRun
 from lexintel_jobs.lease import Lease, LeaseLost
 from lexintel_jobs.logs import job_log_context
-from lexintel_jobs.run import JobRun
 from lexintel_jobs.state import WorkerState, state_of
 
 logger = logging.getLogger("lexintel.jobs")
 
-Stage = Callable[[JobRun], Awaitable[str]]
+# What a job does with its run: the stages it runs (lexintel_jobs.pipeline); its outcome.
+JobHandler = Callable[[JobRun], Awaitable[str]]
 
 # We count tries ourselves (settings.max_tries, keys.job_tries_key) so that the last one can
 # mark the document FAILED and a shutdown never burns one; arq's limit only has to be out of
@@ -96,7 +97,7 @@ async def _renew_once(run: JobRun, held: Lease) -> bool:
         return True
 
 
-async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) -> str:
+async def run_job(ctx: dict[str, Any], name: JobName, handler: JobHandler, raw: Any) -> str:
     state = state_of(ctx)
     job_id: str = ctx["job_id"]
     try:
@@ -116,7 +117,7 @@ async def run_job(ctx: dict[str, Any], name: JobName, stage: Stage, raw: Any) ->
     with job_log_context(document_id=document_id, job_id=job_id, job_try=job_try):
         heartbeat = asyncio.create_task(_heartbeat(run))
         try:
-            outcome = await _run(run, stage)
+            outcome = await _run(run, handler)
             await _forget_tries(run)
             return outcome
         except LeaseLost as exc:
@@ -158,7 +159,7 @@ async def _forget_tries(run: JobRun) -> None:
         await run.state.redis.delete(keys.job_tries_key(run.job_id))
 
 
-async def _run(run: JobRun, stage: Stage) -> str:
+async def _run(run: JobRun, handler: JobHandler) -> str:
     settings = run.state.settings
     try:
         await _take_lease(run)
@@ -167,7 +168,7 @@ async def _run(run: JobRun, stage: Stage) -> str:
                 run, run.job_try - 1, "the worker running it stopped before it finished"
             )
         async with asyncio.timeout(settings.job_timeout_seconds):
-            outcome = await stage(run)
+            outcome = await handler(run)
         logger.info("%s finished: %s", run.name, outcome)
         return outcome
     except DocumentGone as exc:
@@ -274,7 +275,7 @@ async def _give_up(run: JobRun, tries: int, reason: str) -> str:
         run,
         run.finish(
             ProcessingStatus.FAILED,
-            error_code=ErrorCode.RETRIES_EXHAUSTED,
+            error_code=FailureCode.RETRIES_EXHAUSTED,
             error_message=f"failed after {tries} tries: {reason}"[:1000],
         ),
     )
@@ -310,9 +311,9 @@ def arq_timeout_seconds(settings: Settings) -> float:
     return settings.job_timeout_seconds + 60
 
 
-def arq_function(name: JobName, stage: Stage, settings: Settings) -> Function:
+def arq_function(name: JobName, handler: JobHandler, settings: Settings) -> Function:
     async def job(ctx: dict[str, Any], payload: Any) -> str:
-        return await metrics.measure_job(ctx, str(name), run_job(ctx, name, stage, payload))
+        return await metrics.measure_job(ctx, str(name), run_job(ctx, name, handler, payload))
 
     job.__qualname__ = job.__name__ = str(name).replace(".", "_")
     return func(

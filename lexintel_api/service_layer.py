@@ -23,7 +23,7 @@ from lexintel_core.cancellation import clear_cancel, request_cancel
 from lexintel_core.documents import DocumentRepository
 from lexintel_core.errors import (
     DuplicateDocument,
-    ErrorCode,
+    FailureCode,
     IllegalTransition,
     InvalidInput,
     NotFound,
@@ -198,7 +198,7 @@ class DocumentService:
             cancellable,
             ProcessingStatus.CANCELLED,
             publish=partial(publish_progress, self.services.redis),
-            error_code=ErrorCode.CANCELLED.value,
+            error_code=FailureCode.CANCELLED.value,
             error_message="cancelled by a user",
         )
         assert document is not None  # `cancellable` raises instead
@@ -243,7 +243,7 @@ class DocumentService:
             case_id,
             ProcessingStatus.CANCELLED,
             message="deleted",
-            error_code=ErrorCode.DOCUMENT_DELETED.value,
+            error_code=FailureCode.DOCUMENT_DELETED.value,
         )
         with contextlib.suppress(Exception):  # best effort: the delete itself is committed
             await publish_progress(self.services.redis, event)
