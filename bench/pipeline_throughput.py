@@ -2,12 +2,14 @@
 
     python bench/pipeline_throughput.py [--workers 1 2] [--engines pypdfium2 pypdf]
         [--corpus ../shared/corpus/pdf-samples] [--big-pages 500] [--repeat 3] [--clients 4]
+        [--embedding hashing|sentence-transformers] [--workloads corpus big]
 
 Starts a throwaway embedded PostgreSQL + pgvector and Redis, migrates, runs the API (uvicorn),
 then for each PDF engine (LEXINTEL_PDF_ENGINE) and worker count a "cell" of that many workers:
 arq's worker with `lexintel_jobs.worker.WorkerSettings` (shipped options), hashing embeddings
-(the model is not what is measured: see bench/embedding_throughput.py), with timers wrapped
-around the three work calls (below). A cell warms up on 4 small documents per worker, then runs
+by default (--embedding sentence-transformers: the packaged MiniLM on the CPU; the model alone
+is measured by bench/embedding_throughput.py), with timers wrapped around the three work calls
+(below). A cell warms up on 4 small documents per worker, then runs
 --repeat rounds of two workloads, uploaded by --clients clients with `uploadDocument`:
 
 - corpus: every *.pdf under --corpus. Encrypted, damaged and image-only samples end FAILED:
@@ -35,6 +37,13 @@ Job overhead, from sums over all documents of all rounds of a cell:
   the document's extracting_at / chunking_at / embedding_at / finished_at stamps.
 overhead share = (queue wait + in-job overhead) / total; in-job share = in-job overhead /
 (finish_time - start_time), the part that does not depend on the backlog.
+
+Writes per chunk, READY documents of a workload, median of the rounds: "stage writes" = the
+chunking and embedding stages' in-job overhead over the chunks stored (whatever the pipeline
+writes the chunks and their vectors with, plus its progress and cancel checks there), the same
+measure for any version of lexintel_jobs/pipeline.py; "vector write" = wall time inside
+`pipeline.write_chunks` (the one transaction writing chunks with their vectors) over the
+chunks stored, where the pipeline has that function.
 
 Prints tables and writes bench/results/pipeline_throughput.json (--output). PostgreSQL, Redis,
 the API, the workers and this script share the machine's CPUs: quote the CPU count with it.
@@ -80,13 +89,13 @@ from load import (
     upload_one,
     wait_ready,
 )
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from lexintel_core import keys
 from lexintel_core.db import SessionFactory, create_session_factory, engine_for
 from lexintel_core.embedded_servers import free_port
 from lexintel_core.jobs import JobName, json_dumps, json_loads
-from lexintel_core.models import Document
+from lexintel_core.models import Document, DocumentChunk
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs.extraction import PDF_ENGINES
@@ -138,6 +147,8 @@ def chunk(*args, **kwargs):
 
 Extractor.extract = timed("extract", extract_timing_pages)
 pipeline.chunk_pages = chunk
+if hasattr(pipeline, "write_chunks"):  # not a work call: a part of the in-job overhead
+    pipeline.write_chunks = timed("write", pipeline.write_chunks)
 for provider in (embeddings.HashingEmbedder, embeddings.SentenceTransformerEmbedder):
     provider.embed = timed("embed", provider.embed)
 logging.config.dictConfig(default_log_config(False))
@@ -187,6 +198,8 @@ class Bench:
                         ("corpus", corpus),
                         ("big", [self.pdf("big", self.args.big_pages)]),
                     ):
+                        if name not in self.args.workloads:
+                            continue
                         result = await self.workload(name, pdfs, timings)
                         rounds.append({"workload": name, "round": number, **result})
                         log(
@@ -230,7 +243,17 @@ class Bench:
             raise RuntimeError(f"upload failures: {run.upload_errors[:5]}")
         rows = await self.wait_terminal(uuid.UUID(case_id), len(run.document_ids))
         jobs = await self.job_results(set(run.document_ids))
-        return figures(run, rows, jobs, read_work(timings))
+        chunks = await self.chunk_counts(uuid.UUID(case_id))
+        return figures(run, rows, jobs, read_work(timings), chunks)
+
+    async def chunk_counts(self, case_id: uuid.UUID) -> dict[str, int]:
+        query = (
+            select(DocumentChunk.document_id, func.count())
+            .where(DocumentChunk.case_id == case_id)
+            .group_by(DocumentChunk.document_id)
+        )
+        async with self.sessions() as session:
+            return {str(document_id): count for document_id, count in await session.execute(query)}
 
     async def wait_terminal(self, case_id: uuid.UUID, count: int) -> list[Document]:
         deadline = time.monotonic() + self.args.timeout
@@ -302,9 +325,19 @@ def stamp(value: datetime) -> float:
 
 
 def figures(
-    run: Run, rows: list[Document], jobs: dict[str, JobResult], work: dict[str, Any]
+    run: Run,
+    rows: list[Document],
+    jobs: dict[str, JobResult],
+    work: dict[str, Any],
+    chunks: dict[str, int],
 ) -> dict[str, Any]:
     ready = [row for row in rows if row.status is ProcessingStatus.READY]
+    stage_writes = write = 0.0
+    for row in ready:
+        own = document_times(row, jobs[str(row.id)], work[str(row.id)])
+        stage_writes += own["overhead_chunking"] + own["overhead_embedding"]
+        write += work[str(row.id)].get("write", 0.0)
+    stored = sum(chunks.get(str(row.id), 0) for row in ready)
     assert run.first_upload is not None
     wall = max(stamp(row.finished_at) for row in rows if row.finished_at) - run.first_upload
     pages = sum(row.page_count or 0 for row in ready)
@@ -322,6 +355,9 @@ def figures(
         "documents_per_min": len(rows) / wall * 60,
         "upload_ms_p50": percentile(run.uploads_ms, 50),
         "times_s": dict(times),
+        "chunks": stored,
+        "stage_writes_ms_per_chunk": stage_writes / max(stored, 1) * 1000,
+        "vector_write_ms_per_chunk": write / stored * 1000 if write and stored else None,
     }
 
 
@@ -337,6 +373,15 @@ def summarise(rounds: list[dict[str, Any]], workload: str) -> dict[str, Any]:
     return {
         "documents": mine[0]["documents"],
         "ready": mine[0]["ready"],
+        "chunks": mine[0]["chunks"],
+        "stage_writes_ms_per_chunk": statistics.median(
+            r["stage_writes_ms_per_chunk"] for r in mine
+        ),
+        "vector_write_ms_per_chunk": (
+            statistics.median(r["vector_write_ms_per_chunk"] for r in mine)
+            if all(r["vector_write_ms_per_chunk"] is not None for r in mine)
+            else None
+        ),
         "pages_ready": mine[0]["pages_ready"],
         "failed": mine[0]["failed"],
         **{
@@ -363,7 +408,7 @@ def run_cells(
     if not paths:
         raise SystemExit(f"no PDF under {args.corpus}")
     corpus = [Pdf(i, path.name, path.read_bytes(), 0) for i, path in enumerate(paths)]
-    env = child_env(settings, tmp / "data", "hashing")
+    env = child_env(settings, tmp / "data", args.embedding)
     api = Processes(tmp / "logs", env, tmp)
     (tmp / "logs").mkdir()
     on_exit(api.stop)
@@ -396,7 +441,7 @@ def run_cells(
                 group.stop()
             cells.append({
                 "engine": engine, "workers": workers,
-                **{workload: summarise(rounds, workload) for workload in WORKLOADS},
+                **{workload: summarise(rounds, workload) for workload in args.workloads},
                 "workers_peak_rss_mb": sampler.workers_sum_peak / 2**20,
                 "workers_cpu_s": sampler.workers_cpu, "rounds": rounds,
             })  # fmt: skip
@@ -404,9 +449,10 @@ def run_cells(
 
 
 def report(result: dict[str, Any]) -> None:
-    cells = result["cells"]
-    rows = [(f"{c['engine']} {c['workers']}w", w, c[w], c) for c in cells for w in WORKLOADS]
-    print(f"\n  {result['config']['cpus']} CPUs; throughput: median of the rounds; shares: "
+    cells, workloads = result["cells"], result["config"]["workloads"]
+    rows = [(f"{c['engine']} {c['workers']}w", w, c[w], c) for c in cells for w in workloads]
+    print(f"\n  {result['config']['cpus']} CPUs, {result['config']['embedding']} embeddings; "
+          "throughput: median of the rounds; shares: "
           "per-document times summed over the rounds\n  overhead = (queue + in-job overhead) / "
           "total; queue, extract, chunk, embed: shares of total;\n  in-job = in-job overhead / "
           "(arq start -> finish)\n")  # fmt: skip
@@ -429,14 +475,26 @@ def report(result: dict[str, Any]) -> None:
         stages = "".join(f"{s['overhead_ms_per_document'][st]:>11.1f}" for st in STAGES)
         print(f"  {label:14}{workload:9}{stages}{s['page_callbacks_ms_per_document']:>10.1f}"
               f"{cell['workers_peak_rss_mb']:>14.0f} MiB")  # fmt: skip
+    print("\n  writes per chunk (ms), median of the rounds: stage writes = chunking + embedding "
+          "stage overhead / chunks;\n  vector write = pipeline.write_chunks / chunks:")  # fmt: skip
+    print(f"  {'cell':14}{'workload':9}{'chunks':>8}{'stage writes':>14}{'vector write':>14}")
+    for label, workload, s, _ in rows:
+        vector = s["vector_write_ms_per_chunk"]
+        print(f"  {label:14}{workload:9}{s['chunks']:>8}{s['stage_writes_ms_per_chunk']:>14.3f}"
+              + (f"{vector:>14.3f}" if vector is not None else f"{'n/a':>14}"))  # fmt: skip
     for name, ratio in result["ratios"].items():
         print(f"  pages/s pypdfium2 / pypdf, {name}: {ratio:.1f}x")
-    failed = rows[0][2]["failed"] if rows else []
+    failed = rows[0][2]["failed"] if rows and rows[0][1] == "corpus" else []
     print(f"  corpus documents FAILED ({len(failed)}): " + "; ".join(failed))
 
 
 def engine_ratios(cells: list[dict[str, Any]]) -> dict[str, float]:
-    rate = {(c["engine"], c["workers"], w): c[w]["pages_per_s"] for c in cells for w in WORKLOADS}
+    rate = {
+        (c["engine"], c["workers"], w): c[w]["pages_per_s"]
+        for c in cells
+        for w in WORKLOADS
+        if w in c
+    }
     return {
         f"{workload}, {workers} worker(s)": rate[("pypdfium2", workers, workload)] / pdf_rate
         for (engine, workers, workload), pdf_rate in rate.items()
@@ -455,6 +513,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=4, help="concurrent uploaders")
     parser.add_argument("--timeout", type=float, default=600, help="seconds for one workload")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--embedding", choices=("hashing", "sentence-transformers"), default="hashing"
+    )
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument(
         "--output", type=Path, default=ROOT / "bench/results/pipeline_throughput.json"
     )

@@ -62,6 +62,14 @@ class JobRun:
             raise LeaseLost(f"this run holds no lease on document {self.document_id}")
         await self.lease.fence(session)
 
+    async def confirm_lease(self) -> None:
+        """Renew the lease now, or raise LeaseLost: a run doing long work between writes
+        (embedding a document before its one write) learns of a takeover at once, not at
+        its next write, and publishes no more progress."""
+        async with self.state.engine.begin() as connection:
+            if self.lease is None or not await self.lease.renew(connection):
+                raise LeaseLost(f"the lease on document {self.document_id} was taken over")
+
     async def release_lease(self) -> None:
         """Hand the document's lease back now: this run writes nothing more."""
         if self.lease is not None and not self.lease.lost:

@@ -7,12 +7,17 @@ by the document's lease (`run.fence`): a run that was taken over writes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from pgvector import Vector
+from sqlalchemy import delete, func, select, update
 
-from lexintel_core.chunking import chunk_pages
+from lexintel_core.chunking import Chunk, chunk_pages
 from lexintel_core.coverage import TextCoverage
 from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_core.jobs import EmbedDocument, JobName, enqueue
@@ -34,18 +39,24 @@ async def _runnable(run: JobRun) -> bool:
 
 
 async def process_document(run: JobRun) -> str:
-    """`document.process`: the whole pipeline."""
+    """`document.process`: the whole pipeline. Each chunk is written once, with its vector."""
     if not await _runnable(run):
         return "already finished"
-    await extract_and_chunk(run)
-    return await embed_chunks(run)
+    chunks = await extract_and_chunk(run)
+    await run.transition(ProcessingStatus.EMBEDDING)
+    vectors = await _embed_new(run, chunks)
+    await write_chunks(run, chunks, vectors)
+    return await _ready(run)
 
 
 async def extract_document(run: JobRun) -> str:
-    """`document.extract`: extract and chunk again, then queue `document.embed`."""
+    """`document.extract`: extract and chunk again, then queue `document.embed` (chunks whose
+    text is unchanged keep their vectors: it embeds the others)."""
     if not await _runnable(run):
         return "already finished"
-    await extract_and_chunk(run, then=ProcessingStatus.QUEUED)
+    chunks = await extract_and_chunk(run)
+    await write_chunks(run, chunks, await _reusable_vectors(run))
+    await run.transition(ProcessingStatus.QUEUED)
     await run.release_lease()  # so that the embed job need not wait for it to expire
     await enqueue(
         run.state.redis,
@@ -68,8 +79,8 @@ async def _download(run: JobRun, blob_key: str, path: Path) -> None:
             await asyncio.to_thread(handle.write, piece)
 
 
-async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None) -> None:
-    """Extract and chunk; leave the document CHUNKING, or move it on to `then`."""
+async def extract_and_chunk(run: JobRun) -> list[Chunk]:
+    """Extract and chunk, leaving the document CHUNKING; nothing is written yet."""
     settings = run.state.settings
     document = await run.transition(ProcessingStatus.EXTRACTING, attempts=run.job_try)
 
@@ -100,35 +111,8 @@ async def extract_and_chunk(run: JobRun, *, then: ProcessingStatus | None = None
         overlap_tokens=settings.chunk_overlap_tokens,
     )
     await run.check_cancelled()
-    async with run.state.sessions.begin() as session:
-        document = await run.load(session)
-        await run.fence(session)
-        await session.execute(
-            delete(DocumentChunk).where(DocumentChunk.document_id == run.document_id)
-        )
-        if chunks:
-            await session.execute(
-                insert(DocumentChunk),
-                [
-                    {
-                        "document_id": document.id,
-                        "case_id": document.case_id,
-                        "ordinal": chunk.ordinal,
-                        "text": chunk.text,
-                        "search_text": chunk.search_text,
-                        "page_breaks": list(chunk.page_breaks),
-                        "page_start": chunk.page_start,
-                        "page_end": chunk.page_end,
-                        "char_start": chunk.char_start,
-                        "char_end": chunk.char_end,
-                        "token_count": chunk.token_count,
-                    }
-                    for chunk in chunks
-                ],
-            )
     await run.report(ProcessingStatus.CHUNKING, 100.0, f"{len(chunks)} chunks")
-    if then is not None:
-        await run.transition(then)
+    return chunks
 
 
 def _no_text(coverage: TextCoverage, ocr: str) -> PermanentError:
@@ -141,7 +125,148 @@ def _no_text(coverage: TextCoverage, ocr: str) -> PermanentError:
     return PermanentError(f"the document has no text: {why}", code=FailureCode.NO_TEXT)
 
 
+# A chunk's vector, encoded as pgvector's binary format, by the text that was embedded; None:
+# a blank text, nothing to embed (SEMANTIC never returns such a chunk, KEYWORD neither: its
+# search_text has no words). Reuse is keyed by that text under the current model.
+Vectors = dict[str, bytes | None]
+
+
+async def _reusable_vectors(run: JobRun) -> Vectors:
+    """The vectors of the current model that the document's chunks hold now (from its last
+    run, before this run replaces them), by the text they embed."""
+    model = run.state.embedder.model_name
+    async with run.state.sessions() as session:
+        rows = await session.execute(
+            select(
+                func.coalesce(DocumentChunk.search_text, DocumentChunk.text),
+                DocumentChunk.embedding,
+            ).where(
+                DocumentChunk.document_id == run.document_id,
+                DocumentChunk.embedding_model == model,
+                DocumentChunk.embedding.is_not(None),
+            )
+        )
+        return {text: Vector(list(embedding)).to_binary() for text, embedding in rows}
+
+
+async def _embed_new(run: JobRun, chunks: Sequence[Chunk]) -> Vectors:
+    """A vector for each chunk's text: reused where the document already had one for the
+    same text and model, embedded in batches otherwise (each distinct text once)."""
+    state = run.state
+    vectors = await _reusable_vectors(run)
+    todo: list[str] = []
+    for chunk in chunks:
+        if chunk.search_text not in vectors:
+            if chunk.search_text.strip():
+                todo.append(chunk.search_text)
+            vectors[chunk.search_text] = None  # also marks a text seen twice
+    batch_size = state.settings.embedding_batch_size
+    for start in range(0, len(todo), batch_size):
+        await run.check_cancelled()
+        batch = todo[start : start + batch_size]
+        embedded = await state.embedder.embed(batch)
+        for text, vector in zip(batch, embedded, strict=True):
+            vectors[text] = Vector(vector).to_binary()
+        # No write until all are embedded: confirm the lease here, so that a run that was
+        # taken over stops now and publishes no more progress.
+        await run.confirm_lease()
+        metrics.CHUNKS_EMBEDDED.labels(str(run.name)).inc(len(batch))
+        done = start + len(batch)
+        await run.report(
+            ProcessingStatus.EMBEDDING, 100.0 * done / len(todo), f"{done} of {len(todo)} chunks"
+        )
+    return vectors
+
+
+_CHUNK_COLUMNS = (
+    "id",
+    "document_id",
+    "case_id",
+    "ordinal",
+    "text",
+    "search_text",
+    "page_breaks",
+    "page_start",
+    "page_end",
+    "char_start",
+    "char_end",
+    "token_count",
+    "embedding",
+    "embedding_model",
+)
+
+
+async def write_chunks(run: JobRun, chunks: Sequence[Chunk], vectors: Vectors) -> None:
+    """Replace the document's chunks with `chunks` in one fenced transaction. A chunk whose
+    text is in `vectors` is written with that vector (or none, for a blank text) and the
+    current model; any other without either, for `document.embed` to fill in.
+
+    Rows go through asyncpg's binary COPY (vectors in pgvector's binary format): each row is
+    written once, with its vector, so no UPDATE leaves a dead tuple and re-indexes it."""
+    model = run.state.embedder.model_name
+    async with run.state.sessions.begin() as session:
+        document = await run.load(session)
+        await run.fence(session)
+        await session.execute(
+            delete(DocumentChunk).where(DocumentChunk.document_id == run.document_id)
+        )
+        if not chunks:
+            return
+        records = [
+            (
+                uuid.uuid4(),
+                document.id,
+                document.case_id,
+                chunk.ordinal,
+                chunk.text,
+                chunk.search_text,
+                list(chunk.page_breaks),
+                chunk.page_start,
+                chunk.page_end,
+                chunk.char_start,
+                chunk.char_end,
+                chunk.token_count,
+                vectors.get(chunk.search_text),
+                model if chunk.search_text in vectors else None,
+            )
+            for chunk in chunks
+        ]
+        connection = await (await session.connection()).get_raw_connection()
+        async with _binary_vectors(connection.driver_connection) as driver:
+            await driver.copy_records_to_table(
+                DocumentChunk.__tablename__, records=records, columns=_CHUNK_COLUMNS
+            )
+
+
+@contextlib.asynccontextmanager
+async def _binary_vectors(driver: Any) -> AsyncIterator[Any]:
+    """The asyncpg connection with pgvector's `vector` type sent as binary (pre-encoded
+    bytes), for as long as the block runs: the rest of the code binds vectors through
+    SQLAlchemy's pgvector type, as text, on the same pooled connections."""
+    await driver.set_type_codec(
+        "vector",
+        schema="public",
+        encoder=bytes,
+        decoder=Vector.from_binary,
+        format="binary",
+    )
+    try:
+        yield driver
+    finally:
+        await driver.reset_type_codec("vector", schema="public")
+
+
+async def _ready(run: JobRun) -> str:
+    await run.check_cancelled()
+    if not await run.finish(ProcessingStatus.READY):
+        return "already finished"
+    return "ready"
+
+
 async def embed_chunks(run: JobRun) -> str:
+    """Embed the chunks that lack a vector of the current model (a new model, or chunks
+    written by `document.extract`), updating each: the path for re-embedding, not the
+    pipeline's normal one."""
     state = run.state
     embedder = state.embedder
     await run.transition(ProcessingStatus.EMBEDDING)
@@ -185,7 +310,4 @@ async def embed_chunks(run: JobRun) -> str:
         await run.report(
             ProcessingStatus.EMBEDDING, 100.0 * done / len(rows), f"{done} of {len(rows)} chunks"
         )
-    await run.check_cancelled()
-    if not await run.finish(ProcessingStatus.READY):
-        return "already finished"
-    return "ready"
+    return await _ready(run)
