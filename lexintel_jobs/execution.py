@@ -192,7 +192,20 @@ async def _run(run: JobRun, handler: JobHandler) -> str:
     except (Retry, LeaseLost):
         raise
     except Exception as exc:
+        if _being_cancelled():
+            # The shutdown's cancellation surfaced as another error (a statement cut off
+            # mid-transaction, then its cleanup refused by the aborted transaction): still a
+            # shutdown, not a failed try.
+            await asyncio.shield(_requeue_after_shutdown(run))
+            raise asyncio.CancelledError from exc
         return await _retry_or_fail(run, exc)
+
+
+def _being_cancelled() -> bool:
+    """Whether this job's task has a cancellation pending (a shutdown). Our own job time
+    limit is not one: `asyncio.timeout` withdraws its cancellation before raising."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _take_lease(run: JobRun) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pgvector import Vector
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lexintel_core.chunking import Chunk, chunk_pages
 from lexintel_core.coverage import TextCoverage
@@ -231,18 +232,22 @@ async def write_chunks(run: JobRun, chunks: Sequence[Chunk], vectors: Vectors) -
             )
             for chunk in chunks
         ]
-        connection = await (await session.connection()).get_raw_connection()
-        async with _binary_vectors(connection.driver_connection) as driver:
+        async with _binary_vectors(await session.connection()) as driver:
             await driver.copy_records_to_table(
                 DocumentChunk.__tablename__, records=records, columns=_CHUNK_COLUMNS
             )
 
 
 @contextlib.asynccontextmanager
-async def _binary_vectors(driver: Any) -> AsyncIterator[Any]:
-    """The asyncpg connection with pgvector's `vector` type sent as binary (pre-encoded
-    bytes), for as long as the block runs: the rest of the code binds vectors through
-    SQLAlchemy's pgvector type, as text, on the same pooled connections."""
+async def _binary_vectors(connection: AsyncConnection) -> AsyncIterator[Any]:
+    """The connection's asyncpg driver with pgvector's `vector` type sent as binary
+    (pre-encoded bytes), for as long as the block runs: the rest of the code binds vectors
+    through SQLAlchemy's pgvector type, as text, on the same pooled connections.
+
+    If the block fails (or is cancelled), its transaction is aborted and the codec cannot be
+    reset through it: the connection is invalidated instead (closed, never back in the pool),
+    and the block's own error propagates, not the reset's."""
+    driver: Any = (await connection.get_raw_connection()).driver_connection
     await driver.set_type_codec(
         "vector",
         schema="public",
@@ -252,8 +257,10 @@ async def _binary_vectors(driver: Any) -> AsyncIterator[Any]:
     )
     try:
         yield driver
-    finally:
         await driver.reset_type_codec("vector", schema="public")
+    except BaseException:
+        await connection.invalidate()
+        raise
 
 
 async def _ready(run: JobRun) -> str:

@@ -192,3 +192,36 @@ async def test_a_changed_page_embeds_only_the_chunks_whose_text_changed(
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:
     yield content
+
+
+async def test_a_refused_chunk_write_fails_with_its_own_error(
+    uploader: Uploader,
+    run_worker: RunWorker,
+    worker_settings: Settings,
+    sessions: SessionFactory,
+    engine: AsyncEngine,
+) -> None:
+    """A COPY refused inside its transaction (here by a trigger) fails the try with the
+    refusal, not with the error of resetting the binary codec through the aborted
+    transaction; the connection is dropped rather than pooled with that codec."""
+    statements = [
+        """CREATE FUNCTION test_refuse_chunks() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'chunk rows refused by the test'; END $$""",
+        """CREATE TRIGGER test_refuse_chunks BEFORE INSERT ON document_chunks
+           FOR EACH ROW EXECUTE FUNCTION test_refuse_chunks()""",
+    ]
+    async with engine.begin() as connection:
+        for statement in statements:
+            await connection.execute(text(statement))
+    try:
+        document = await uploader.upload(make_pdf(_pages(2)))
+        await run_worker(worker_settings.model_copy(update={"retry_delays_seconds": []}))
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TRIGGER test_refuse_chunks ON document_chunks"))
+            await connection.execute(text("DROP FUNCTION test_refuse_chunks()"))
+    stored, chunks = await load(sessions, document.id)
+    assert stored.status is ProcessingStatus.FAILED
+    assert stored.error_message is not None
+    assert "chunk rows refused by the test" in stored.error_message, stored.error_message
+    assert chunks == []

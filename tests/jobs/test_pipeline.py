@@ -35,8 +35,9 @@ from lexintel_core.progress import ProgressEvent, Stage, publish_progress, read_
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs import lease
+from lexintel_jobs.execution import run_job
 from lexintel_jobs.job_run import JobRun
-from lexintel_jobs.state import WorkerState
+from lexintel_jobs.state import STATE_KEY, WorkerState, build_state
 from tests.jobs.conftest import EventLog, Uploader, load, make_pdf, settle
 
 RunWorker = Callable[..., Awaitable[Worker]]
@@ -495,3 +496,41 @@ async def test_a_claim_cut_off_before_the_job_began_burns_no_try(
     stored, _ = await load(sessions, document.id)
     assert stored.status is ProcessingStatus.READY
     assert stored.attempts == 1
+
+
+async def test_a_shutdown_that_surfaces_as_another_error_burns_no_try(
+    uploader: Uploader, worker_settings: Settings, queue: ArqRedis, sessions: SessionFactory
+) -> None:
+    """A shutdown's cancellation can reach the job as another error: a COPY cut off
+    mid-transaction, then its cleanup refused by the aborted transaction. That is still a
+    shutdown: the job goes back to the queue and the try is given back."""
+    document = await uploader.upload(make_pdf(["Recital C."]))
+    started = asyncio.Event()
+
+    async def handler(run: JobRun) -> str:
+        await run.transition(ProcessingStatus.EXTRACTING, attempts=run.job_try)
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise RuntimeError("current transaction is aborted") from None
+        return "ready"
+
+    state = await build_state(worker_settings, queue)
+    ctx = {"job_id": "job-cut-off", STATE_KEY: state}
+    payload = ProcessDocument(document_id=document.id, generation=document.generation)
+    job = asyncio.create_task(
+        run_job(ctx, JobName.DOCUMENT_PROCESS, handler, payload.model_dump(mode="json"))
+    )
+    try:
+        await started.wait()
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+    finally:
+        await state.aclose()
+    stored, _ = await load(sessions, document.id)
+    assert stored.status is ProcessingStatus.QUEUED
+    assert stored.error_message is not None
+    assert "shut down" in stored.error_message
+    assert int(await queue.get(keys.job_tries_key("job-cut-off")) or 0) == 0
