@@ -45,6 +45,10 @@ ARQ_MAX_TRIES = 1000
 _TRIES_TTL_SECONDS = 88400  # as long as arq keeps its own count
 # A run that finds the lease held comes back this long after the holder's lease would expire.
 _LEASE_MARGIN_SECONDS = 0.2
+# The jobs this process is running (their tasks), and how long a worker whose event loop
+# stopped early lets them hand themselves back (finish_jobs_at_exit).
+_running: set[asyncio.Task[Any]] = set()
+_EXIT_SECONDS = 10.0
 
 
 def retry_delay(settings: Settings, job_try: int) -> float:
@@ -98,6 +102,33 @@ async def _renew_once(run: JobRun, held: Lease) -> bool:
 
 
 async def run_job(ctx: dict[str, Any], name: JobName, handler: JobHandler, raw: Any) -> str:
+    task = asyncio.current_task()
+    assert task is not None
+    _running.add(task)
+    try:
+        return await _run_job(ctx, name, handler, raw)
+    finally:
+        _running.discard(task)
+
+
+def finish_jobs_at_exit(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the jobs still running when the worker's event loop stopped hand themselves back
+    (the try given back, the document QUEUED), for at most `_EXIT_SECONDS`.
+
+    arq's shutdown cancels every task, then gathers them without `return_exceptions`: when a
+    task it cancelled before any job code ran raises first, the process ends at once, while
+    other jobs are still in their cancellation handling. The worker registers this to run
+    at exit (lexintel_jobs.worker)."""
+    pending = [task for task in _running if not task.done()]
+    if not pending or loop.is_closed() or loop.is_running():
+        return
+    for task in pending:
+        if not task.cancelling():
+            task.cancel()
+    loop.run_until_complete(asyncio.wait(pending, timeout=_EXIT_SECONDS))
+
+
+async def _run_job(ctx: dict[str, Any], name: JobName, handler: JobHandler, raw: Any) -> str:
     state = state_of(ctx)
     job_id: str = ctx["job_id"]
     try:

@@ -9,6 +9,7 @@ pickle: a Redis that someone else can write to must not become code execution he
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -28,7 +29,7 @@ from lexintel_core.connections import redis_options, redis_retry
 from lexintel_core.jobs import JobName, json_dumps, json_loads
 from lexintel_core.settings import Settings
 from lexintel_jobs import metrics
-from lexintel_jobs.execution import arq_function, arq_timeout_seconds
+from lexintel_jobs.execution import arq_function, arq_timeout_seconds, finish_jobs_at_exit
 from lexintel_jobs.extraction import ocr_problem, tesseract_version
 from lexintel_jobs.logs import configure_logging
 from lexintel_jobs.pipeline import embed_document, extract_document, process_document
@@ -61,6 +62,7 @@ async def _beat(ctx: dict[str, Any], key: str, value: bytes) -> None:
 
 async def on_startup(ctx: dict[str, Any]) -> None:
     configure_logging()
+    atexit.register(finish_jobs_at_exit, asyncio.get_running_loop())
     if STATE_KEY not in ctx:  # tests may hand in a prepared state
         ctx[STATE_KEY] = await build_state(ctx["settings"], ctx["redis"])
     settings = state_of(ctx).settings
@@ -113,6 +115,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    atexit.unregister(finish_jobs_at_exit)  # a clean shutdown: every job has ended
     if _SAMPLES_KEY in ctx:
         await asyncio.gather(*ctx.pop(_SAMPLES_KEY))
     if _METRICS_KEY in ctx:

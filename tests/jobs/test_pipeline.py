@@ -35,9 +35,10 @@ from lexintel_core.progress import ProgressEvent, Stage, publish_progress, read_
 from lexintel_core.settings import Settings
 from lexintel_core.status import ProcessingStatus
 from lexintel_jobs import lease
-from lexintel_jobs.execution import run_job
+from lexintel_jobs.execution import finish_jobs_at_exit, run_job
 from lexintel_jobs.job_run import JobRun
 from lexintel_jobs.state import STATE_KEY, WorkerState, build_state
+from lexintel_jobs.worker import redis_pool
 from tests.jobs.conftest import EventLog, Uploader, load, make_pdf, settle
 
 RunWorker = Callable[..., Awaitable[Worker]]
@@ -534,3 +535,49 @@ async def test_a_shutdown_that_surfaces_as_another_error_burns_no_try(
     assert stored.error_message is not None
     assert "shut down" in stored.error_message
     assert int(await queue.get(keys.job_tries_key("job-cut-off")) or 0) == 0
+
+
+async def test_jobs_still_handing_back_when_the_loop_stops_finish_at_exit(
+    uploader: Uploader, worker_settings: Settings, queue: ArqRedis, sessions: SessionFactory
+) -> None:
+    """arq's shutdown can end the worker's event loop while a job it cancelled is still
+    handing itself back (when another task it cancelled raises first). The worker finishes
+    those hand-backs at exit: the document QUEUED again, the try given back."""
+    document = await uploader.upload(make_pdf(["Recital D."]))
+    payload = ProcessDocument(document_id=document.id, generation=document.generation)
+
+    def worker_process() -> None:  # its own event loop, as a worker process has
+        loop = asyncio.new_event_loop()
+        started = asyncio.Event()
+
+        async def handler(run: JobRun) -> str:
+            await run.transition(ProcessingStatus.EXTRACTING, attempts=run.job_try)
+            started.set()
+            await asyncio.sleep(60)
+            return "ready"
+
+        async def stopped_early(state: WorkerState) -> None:
+            ctx = {"job_id": "job-handing-back", STATE_KEY: state}
+            raw = payload.model_dump(mode="json")
+            job = asyncio.ensure_future(run_job(ctx, JobName.DOCUMENT_PROCESS, handler, raw))
+            await started.wait()
+            job.cancel()
+            raise asyncio.CancelledError  # what arq's close() does: the loop stops here
+
+        redis = redis_pool(worker_settings)
+        state = loop.run_until_complete(build_state(worker_settings, redis))
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                loop.run_until_complete(stopped_early(state))
+            finish_jobs_at_exit(loop)
+        finally:
+            loop.run_until_complete(state.aclose())
+            loop.run_until_complete(redis.aclose())
+            loop.close()
+
+    await asyncio.to_thread(worker_process)
+    stored, _ = await load(sessions, document.id)
+    assert stored.status is ProcessingStatus.QUEUED
+    assert stored.error_message is not None
+    assert "shut down" in stored.error_message
+    assert int(await queue.get(keys.job_tries_key("job-handing-back")) or 0) == 0
