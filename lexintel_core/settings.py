@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     # 200 dpi read court filings as well as 300 in two thirds of the time (docs/BENCHMARKS.md).
     ocr_dpi: int = Field(default=200, ge=72, le=600)
     # Tesseract processes at once per document (pages in parallel); each is single-threaded.
+    # A document's second and later ones each need one of the worker's slots, one per CPU
+    # (the Extractor's), so documents at once do not multiply them.
     ocr_jobs: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     # One page's OCR; each OCR'd page also adds this much to the document's time limit.
     ocr_page_timeout_seconds: float = Field(default=60.0, gt=0)

@@ -11,6 +11,14 @@ A child stays warm after a document and takes the next one (start-up, mostly imp
 pypdf, costs ~0.5 s of CPU); it is replaced whenever it is killed (timeout, cancellation,
 on_page raising), runs out of memory, has grown past half its cap, or has done
 MAX_DOCUMENTS_PER_CHILD documents.
+
+A child OCRs a document's scanned pages in up to OcrOptions.jobs Tesseract processes at once
+(pdf.py), in the child's process group like every helper it starts. Across the children,
+every Tesseract takes one of `max_ocr_processes` slots shared by the Extractor (ocr.OcrSlots:
+lock files in a directory it owns) and a document's second and later ones wait for one, so a
+worker extracting several scans at once does not start jobs x documents processes on its
+cores; a document's first Tesseract runs without a slot when none is free, so no document
+waits on another. Pages finish out of order; on_page still hears of them in page order.
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import asyncio
 import contextlib
 import os
 import pickle
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +43,7 @@ from lexintel_core.errors import (
     RetryableError,
 )
 from lexintel_jobs.extraction.model import PDF_ENGINES
-from lexintel_jobs.extraction.ocr import OcrOptions
+from lexintel_jobs.extraction.ocr import OcrOptions, OcrSlots, available_cpus
 from lexintel_jobs.extraction.pages import (
     Event,
     ExtractedDocument,
@@ -150,6 +160,7 @@ class _Document:
     reading: int | None = None  # the page the child is on, to blame for a crash or a hang
     ocr_in_flight: set[int] = field(default_factory=set)
     total: int = 0
+    announced: int = 0  # on_page has heard of pages 1..announced being done
 
 
 class _PageLost(Exception):
@@ -167,7 +178,10 @@ class Extractor:
     `timeout_seconds` (PermanentError TIMEOUT; every OCR'd page adds the OCR page timeout)
     and `memory_limit_mb` (TOO_LARGE). A PDF page that kills its child (a crash, the memory
     cap) or hangs longer than `page_timeout_seconds` is a failed page: a fresh child goes
-    on with the next page. pypdfium2 pages that crash are tried once with pypdf first."""
+    on with the next page. pypdfium2 pages that crash are tried once with pypdf first.
+    Scanned pages are OCR'd in up to `ocr.jobs` Tesseract processes per document; a second
+    and later one only while fewer than `max_ocr_processes` (default: the CPUs this process
+    may use) run across all documents."""
 
     def __init__(
         self,
@@ -178,11 +192,16 @@ class Extractor:
         pdf_engine: str = "pypdf",
         ocr: OcrOptions | None = None,
         page_timeout_seconds: float = 30.0,
+        max_ocr_processes: int | None = None,
     ) -> None:
         if pdf_engine not in PDF_ENGINES:
             raise ValueError(f"unknown PDF engine {pdf_engine!r}; choose one of {PDF_ENGINES}")
-        if min(timeout_seconds, memory_limit_mb, max_concurrency, page_timeout_seconds) <= 0:
+        max_ocr_processes = max_ocr_processes or available_cpus()
+        limits = (timeout_seconds, memory_limit_mb, max_concurrency, page_timeout_seconds)
+        if min(*limits, max_ocr_processes) <= 0:
             raise ValueError("timeouts, memory limit and concurrency must be positive")
+        self._max_ocr_processes = max_ocr_processes
+        self._ocr_slots: OcrSlots | None = None  # made when a document first needs them
         self._timeout = timeout_seconds
         self._page_timeout = page_timeout_seconds
         self._memory_limit_mb = memory_limit_mb
@@ -196,8 +215,9 @@ class Extractor:
     async def extract(self, path: Path, on_page: OnPage | None = None) -> ExtractedDocument:
         """The text of the document at `path`, page by page, with its text coverage.
 
-        `on_page(done, total, note)` is awaited as pages are read ("page 4 of 19") and as
-        their OCR starts ("OCR page 3 of 19"), while the child goes on. If it raises, the
+        `on_page(done, total, note)` is awaited as pages are read ("page 4 of 19"), in page
+        order (`done`: pages 1..done are read), and as their OCR starts ("OCR page 3 of 19"),
+        while the child goes on. If it raises, the
         child is killed and the exception propagates unchanged. The time limit covers the
         whole document, on_page awaits included.
         """
@@ -248,7 +268,12 @@ class Extractor:
         """One child's pass over the document, its pages going into `state`: (content type,
         engine), or the error the child reported. Raises _PageLost for a page that killed
         or hung the child."""
-        plan = PagePlan(ocr=self._ocr, skip=frozenset(state.results), fallback=dict(state.fallback))
+        plan = PagePlan(
+            ocr=self._ocr,
+            skip=frozenset(state.results),
+            fallback=dict(state.fallback),
+            ocr_slots=self._shared_ocr_slots(),
+        )
         job = (str(path), self._pdf_engine, self._timeout, plan)
         child = await self._take_child()
         if not state.deadline:  # a cold child's start-up is not the document's time
@@ -303,6 +328,16 @@ class Extractor:
             *(self._retire(child) for child in running),
             *(self._retire(child, _EXIT_GRACE_SECONDS) for child in idle),
         )
+        if self._ocr_slots is not None:
+            shutil.rmtree(self._ocr_slots.directory, ignore_errors=True)
+
+    def _shared_ocr_slots(self) -> OcrSlots | None:
+        if self._ocr.mode == "off" or self._ocr.jobs == 1:
+            return None
+        if self._ocr_slots is None:
+            directory = Path(tempfile.mkdtemp(prefix="lexintel-ocr-slots-"))
+            self._ocr_slots = OcrSlots.create(directory, self._max_ocr_processes)
+        return self._ocr_slots
 
     def _check_open(self) -> None:
         if self._closed:
@@ -383,9 +418,9 @@ class Extractor:
                 ) from None
             heard = True
             if message[0] == "event":
-                note = self._follow(cast(Event, message[1]), state)
-                if note is not None and on_page is not None:
-                    await on_page(len(state.results), state.total, note)
+                for done, note in self._follow(cast(Event, message[1]), state):
+                    if on_page is not None:
+                        await on_page(done, state.total, note)
             elif message[0] == "ok":
                 _, content_type, engine, total, reusable = message
                 state.total = cast(int, total)
@@ -395,20 +430,26 @@ class Extractor:
                 error_type = PermanentError if kind == "permanent" else RetryableError
                 return error_type(str(text), code=FailureCode(str(code))), bool(reusable)
 
-    def _follow(self, event: Event, state: _Document) -> str | None:
-        """Take one page event into `state`; a note for on_page, if it is worth one."""
+    def _follow(self, event: Event, state: _Document) -> list[tuple[int, str]]:
+        """Take one page event into `state`; the (done, note) pairs for on_page it makes due.
+        A page done after a later one (OCR'd pages finish out of order) is noted with those
+        after it."""
         state.total = event.total
         if isinstance(event, Reading):
             state.reading = event.number
-            return None
+            return []
         if isinstance(event, OcrStarted):
             state.ocr_in_flight.add(event.number)
             state.deadline += self._ocr.page_timeout_seconds
-            return f"OCR page {event.number} of {event.total}"
+            return [(state.announced, f"OCR page {event.number} of {event.total}")]
         number = event.result.number
         state.results[number] = event.result
         state.ocr_in_flight.discard(number)
-        return f"page {number} of {event.total}"
+        notes = []
+        while state.announced + 1 in state.results:
+            state.announced += 1
+            notes.append((state.announced, f"page {state.announced} of {event.total}"))
+        return notes
 
     async def _exit_status(self, child: _Child) -> int:
         try:

@@ -4,21 +4,34 @@
 Pages are rendered with pypdfium2 to 8-bit grey PGM and piped to `tesseract stdin stdout tsv`;
 the TSV gives the words with their layout (blocks, paragraphs, lines) and a confidence each.
 Tesseract runs single-threaded (OMP_THREAD_LIMIT=1): its own threads made it about six times
-slower on two busy cores, so pages are run in parallel processes instead (see pdf.py).
+slower on two busy cores, so pages are run in parallel processes instead (see pdf.py), up to
+`OcrOptions.jobs` per document and, across the worker's documents, a shared number of
+`OcrSlots` (one per CPU) beyond each document's first.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import importlib.util
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from lexintel_core.errors import FailureCode, PermanentError
 
-__all__ = ["OcrOptions", "OcrText", "ocr_problem", "recognize", "render_page", "tesseract_version"]
+__all__ = [
+    "OcrOptions",
+    "OcrSlots",
+    "OcrText",
+    "available_cpus",
+    "ocr_problem",
+    "recognize",
+    "render_page",
+    "tesseract_version",
+]
 
 TESSERACT = "tesseract"
 _STDERR_LIMIT = 300
@@ -36,6 +49,47 @@ class OcrOptions:
     dpi: int = 200
     jobs: int = 1
     page_timeout_seconds: float = 60.0
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's cpuset, taskset)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+@dataclass(frozen=True)
+class OcrSlots:
+    """Tesseract processes shared by every extraction child of one worker: `directory` holds
+    one lock file per slot, and a process holds a slot by an exclusive flock on its file for
+    as long as its Tesseract runs. The kernel drops the lock of a process that dies, so a
+    killed child never leaks a slot."""
+
+    directory: str
+
+    @classmethod
+    def create(cls, directory: Path, count: int) -> OcrSlots:
+        for number in range(count):
+            (directory / f"slot-{number}").touch()
+        return cls(str(directory))
+
+    def take(self) -> int | None:
+        """A free slot's descriptor (give it back with `release`), or None when all are held."""
+        try:
+            entries = sorted(os.listdir(self.directory))
+        except OSError:  # the worker is closing its extractor: no more second processes
+            return None
+        for entry in entries:
+            descriptor = os.open(os.path.join(self.directory, entry), os.O_RDONLY)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                continue
+            return descriptor
+        return None
+
+    @staticmethod
+    def release(descriptor: int) -> None:
+        os.close(descriptor)  # closing the only descriptor of the file drops its flock
 
 
 @dataclass(frozen=True)

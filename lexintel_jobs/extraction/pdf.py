@@ -5,7 +5,7 @@ and the document goes on: one broken content stream should not cost a lawyer the
 pages. A page whose text layer carries no body text (empty, or only a filing stamp) but has
 images is OCR'd with Tesseract (ocr.py): its stamp is kept and the OCR text added. Pages
 are OCR'd in up to `OcrOptions.jobs` Tesseract processes at once while the next pages are
-read.
+read; with the worker's `OcrSlots`, a second and later process each need a free slot.
 
 The page count is not trusted blindly: pdfium believes a page tree's /Count, so a file that
 claims 1,000,000 pages would make it try them all. pypdf walks the tree; when it finds fewer
@@ -29,6 +29,7 @@ from lexintel_core.coverage import BODY_TEXT_CHARS
 from lexintel_core.errors import FailureCode, PermanentError
 from lexintel_jobs.extraction import ocr
 from lexintel_jobs.extraction.model import normalize_text
+from lexintel_jobs.extraction.ocr import OcrSlots
 from lexintel_jobs.extraction.pages import (
     Emit,
     OcrStarted,
@@ -53,11 +54,13 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 class PagePlan:
     """What the parent asks of this run over a PDF: pages already reported (`skip`), pages to
     read with pypdf because they crashed pdfium (`fallback`: page -> (code, message) of the
-    crash, used if pypdf finds no body text either), and OCR."""
+    crash, used if pypdf finds no body text either), and OCR (`ocr_slots`: the worker's
+    shared Tesseract processes; None: only `ocr.jobs` bounds them)."""
 
     ocr: ocr.OcrOptions = field(default_factory=ocr.OcrOptions)
     skip: frozenset[int] = frozenset()
     fallback: dict[int, tuple[str, str]] = field(default_factory=dict)
+    ocr_slots: OcrSlots | None = None
 
 
 class _PypdfCannotDecrypt(Exception):
@@ -158,24 +161,42 @@ def _failure_code(error: BaseException) -> FailureCode:
 
 class _Ocr:
     """OCR of rendered pages in a pool of threads, each waiting on one Tesseract process;
-    at most `jobs` pages in flight (their images held in memory). Finished pages are
-    reported as soon as the reading loop comes back here, in the order they finish."""
+    at most `jobs` pages in flight (their images held in memory), the second and later of
+    them only while one of the worker's `slots` is free. Finished pages are reported as soon
+    as the reading loop comes back here, in the order they finish (the parent puts them
+    back in page order for progress)."""
 
-    def __init__(self, options: ocr.OcrOptions, emit: Emit, total: int) -> None:
+    def __init__(
+        self, options: ocr.OcrOptions, slots: OcrSlots | None, emit: Emit, total: int
+    ) -> None:
         self._options = options
+        self._slots = slots
         self._emit = emit
         self._total = total
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[Future[ocr.OcrText], tuple[int, str]] = {}
+        # A page in flight: its number, its text layer, the slot it holds (None: none).
+        self._pending: dict[Future[ocr.OcrText], tuple[int, str, int | None]] = {}
 
     def submit(self, number: int, kept: str, image: bytes) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._options.jobs, thread_name_prefix="ocr")
-        while len(self._pending) >= self._options.jobs:
-            self._report(FIRST_COMPLETED)
+        slot = self._wait_for_turn()
         self._emit(OcrStarted(number, self._total))
         future = self._pool.submit(ocr.recognize, image, self._options)
-        self._pending[future] = (number, kept)
+        self._pending[future] = (number, kept, slot)
+
+    def _wait_for_turn(self) -> int | None:
+        """Wait until one more page may start; the slot it takes, if any. A document's only
+        page in flight never waits for a slot: every document goes on however busy the
+        worker is, and only the extra processes are shared."""
+        while True:
+            if len(self._pending) < self._options.jobs:
+                if self._slots is None:
+                    return None
+                slot = self._slots.take()
+                if slot is not None or not self._pending:
+                    return slot
+            self._report(FIRST_COMPLETED)
 
     def report_finished(self) -> None:
         """Report the pages whose OCR is done, without waiting for the others."""
@@ -193,7 +214,9 @@ class _Ocr:
     def _report(self, until: str) -> None:
         done, _ = wait(self._pending, return_when=until)
         for future in done:
-            number, kept = self._pending.pop(future)
+            number, kept, slot = self._pending.pop(future)
+            if slot is not None:
+                OcrSlots.release(slot)
             self._emit(PageDone(self._result(number, kept, future), self._total))
 
     def _result(self, number: int, kept: str, future: Future[ocr.OcrText]) -> PageResult:
@@ -219,7 +242,7 @@ def _read_pages(
     emit: Emit,
 ) -> None:
     options = plan.ocr
-    ocr_pool = _Ocr(options, emit, total)
+    ocr_pool = _Ocr(options, plan.ocr_slots, emit, total)
     try:
         for number in range(1, total + 1):
             if number in plan.skip:
