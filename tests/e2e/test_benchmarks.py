@@ -138,3 +138,16 @@ def test_extraction_quality_leaves_scanned_pages_out_of_the_cer(tmp_path: Path) 
     [row] = result["files"]
     assert (row["kind"], row["text_layer_body"], row["cer_skipped_scans"]) == ("text", 1, [1])
     assert result["totals"][0]["cer"]["pages"] == 0
+
+
+def test_ocr_processes_over_two_pages_of_a_scanned_filing(tmp_path: Path) -> None:
+    require_binary("tesseract")
+    scanned = corpus_path("court-filings", "gov.uscourts.cacd.554588.350.0.pdf")
+    arguments = ["--file", str(scanned), "--pages", "2", "--repeat", "1"]
+    result = _run(tmp_path, "ocr_processes", *arguments)
+    assert result["config"]["pages"] == 2
+    extraction = result["extraction"]
+    assert set(extraction) == {"1", "2"}
+    assert all(figures["median_s"] > 0 for figures in extraction.values())
+    assert extraction["2"]["same_text_as_first"] is True
+    assert len(result["tesseract_threads"]) == 4
