@@ -167,8 +167,12 @@ async def quality(
         postgres.start()
         try:
             postgres.create_database("quality")
+            # Ranks only: snippets chosen by embedding (a model call per search) change no rank.
             settings = Settings(
-                _env_file=None, database_url=postgres.url("quality"), data_dir=Path(folder)
+                _env_file=None,
+                database_url=postgres.url("quality"),
+                data_dir=Path(folder),
+                search_snippet_similarity=False,
             )
             await migrate.upgrade_async(settings)
             engine = create_engine(settings)
