@@ -5,7 +5,8 @@ Three providers sit behind one `Embedder` protocol:
 - `HashingEmbedder`: dependency-free feature hashing. LEXICAL only (shared words and word
   fragments), no semantics; the fallback when the `semantic` extra is not installed.
 - `SentenceTransformerEmbedder`: a local sentence-transformers model, by default the packaged
-  all-MiniLM-L6-v2 (384 dimensions), run in a dedicated worker thread.
+  all-MiniLM-L6-v2 (384 dimensions), run in a dedicated worker thread by torch or, exported
+  once, by ONNX Runtime (fp32, or int8: `lexintel_core/onnx_models.py`).
 - `OpenAIEmbedder`: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM, TEI).
 
 Start-up: `embedder = create_embedder(settings)`, then `await embedder.load()` (loads a local
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import httpx
 from sqlalchemy import text
@@ -50,10 +51,12 @@ from lexintel_core.connections import (
     EMBEDDING_MAX_RETRIES,
 )
 from lexintel_core.errors import ErrorCode, LexIntelError, RetryableError
-from lexintel_core.settings import Settings
+from lexintel_core.settings import EmbeddingBackend, Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from lexintel_core.onnx_models import OnnxSentenceEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,10 @@ _PACKAGED_MODEL_ALIASES = frozenset({PACKAGED_MODEL, f"sentence-transformers/{PA
 _SEMANTIC_INSTALL_HINT = (
     "install torch==2.13.0 (CPU build) first, then `pip install 'lexintel[semantic]'`"
 )
+# What the stored model name gains per backend. fp32 ONNX gives torch's vectors (cosine
+# >= 0.9999, tests/core/test_onnx_embeddings.py), so the two share a name and their vectors
+# mix; int8 vectors are approximations, kept apart from them by name.
+_BACKEND_SUFFIX: dict[EmbeddingBackend, str] = {"torch": "", "onnx": "", "onnx-int8": "+onnx-int8"}
 
 
 class EmbeddingError(LexIntelError):
@@ -209,6 +216,11 @@ def semantic_extra_available(model: str = PACKAGED_MODEL) -> bool:
     )
 
 
+def onnx_runtime_available() -> bool:
+    """Whether onnxruntime and onnx (the `semantic` extra) are installed, without importing."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+
+
 def _resolve_model(model: str) -> str:
     if model in _PACKAGED_MODEL_ALIASES:
         try:
@@ -232,11 +244,26 @@ class SentenceTransformerEmbedder:
     A cancelled `embed` stops after the batch in progress: that batch cannot be interrupted.
     """
 
-    def __init__(self, model: str = PACKAGED_MODEL, *, device: str, batch_size: int) -> None:
+    def __init__(
+        self,
+        model: str = PACKAGED_MODEL,
+        *,
+        device: str,
+        batch_size: int,
+        backend: EmbeddingBackend = "torch",
+        onnx_cache: Path | None = None,
+    ) -> None:
+        if backend != "torch" and device != "cpu":
+            raise EmbeddingError(
+                f"the {backend} embedding backend runs on the CPU only, not {device}: "
+                "use LEXINTEL_EMBEDDING_BACKEND=torch"
+            )
         self._model_name = model
         self._device = device
         self._batch_size = max(1, batch_size)
-        self._model: SentenceTransformer | None = None
+        self._backend = backend
+        self._onnx_cache = onnx_cache if onnx_cache is not None else Path(".lexintel/onnx")
+        self._model: SentenceTransformer | OnnxSentenceEncoder | None = None
         self._dimension: int | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._load_lock = asyncio.Lock()
@@ -244,7 +271,17 @@ class SentenceTransformerEmbedder:
 
     @property
     def model_name(self) -> str:
-        return self._model_name
+        """The name stored with each vector: the model's, plus `+onnx-int8` for that backend."""
+        return self._model_name + _BACKEND_SUFFIX[self._backend]
+
+    @property
+    def backend(self) -> EmbeddingBackend:
+        return self._backend
+
+    @property
+    def onnx_cache(self) -> Path:
+        """Where the ONNX backends keep their exports."""
+        return self._onnx_cache
 
     @property
     def dimension(self) -> int:
@@ -260,12 +297,14 @@ class SentenceTransformerEmbedder:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexintel-embed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, function)
 
-    def _load_sync(self) -> tuple[SentenceTransformer, int]:
+    def _load_sync(self) -> tuple[SentenceTransformer | OnnxSentenceEncoder, int]:
         path = _resolve_model(self._model_name)
         if Path(path).is_dir():
             # Local files need no hub; offline mode stops transformers from phoning home.
             # Set before the first import: huggingface_hub reads it at import time.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if self._backend != "torch":
+            return self._load_onnx(Path(path))
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -288,6 +327,31 @@ class SentenceTransformerEmbedder:
             raise EmbeddingError(f"model {self._model_name!r} reports no embedding dimension")
         return model, dimension
 
+    def _load_onnx(self, path: Path) -> tuple[OnnxSentenceEncoder, int]:
+        if not onnx_runtime_available():
+            raise EmbeddingError(
+                f"the {self._backend} embedding backend needs onnxruntime and onnx: "
+                + _SEMANTIC_INSTALL_HINT
+            )
+        from lexintel_core.onnx_models import OnnxSentenceEncoder, cached_export
+
+        if not path.is_dir():
+            raise EmbeddingError(
+                f"the {self._backend} embedding backend needs a local model folder, "
+                f"not {self._model_name!r}: use LEXINTEL_EMBEDDING_BACKEND=torch"
+            )
+        try:
+            onnx_file = cached_export(
+                path,
+                self._onnx_cache,
+                model_name=self._model_name,
+                quantize=self._backend == "onnx-int8",
+            )
+            encoder = OnnxSentenceEncoder(onnx_file, path)
+        except ValueError as exc:
+            raise EmbeddingError(str(exc)) from exc
+        return encoder, encoder.dimension
+
     async def load(self) -> None:
         if self._closed:
             raise EmbeddingError("the embedder is closed")
@@ -298,21 +362,27 @@ class SentenceTransformerEmbedder:
             model, dimension = await self._run(self._load_sync)
             self._model, self._dimension = model, dimension
             logger.info(
-                "loaded embedding model %s (%d dimensions, %s) in %.1f s",
+                "loaded embedding model %s (%d dimensions, %s, %s) in %.1f s",
                 self._model_name,
                 dimension,
+                self._backend,
                 self._device,
                 time.monotonic() - started,
             )
 
-    def _encode(self, model: SentenceTransformer, batch: Sequence[str]) -> list[list[float]]:
-        array: Any = model.encode(
-            list(batch),
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+    def _encode(
+        self, model: SentenceTransformer | OnnxSentenceEncoder, batch: Sequence[str]
+    ) -> list[list[float]]:
+        if self._backend != "torch":
+            array: Any = cast("OnnxSentenceEncoder", model).encode(batch)
+        else:
+            array = cast("SentenceTransformer", model).encode(
+                list(batch),
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         vectors: list[list[float]] = array.tolist()  # plain floats for asyncpg/pgvector
         return vectors
 
@@ -550,10 +620,17 @@ def create_embedder(settings: Settings) -> Embedder:
                 "embedding provider sentence-transformers needs the `semantic` extra: "
                 + _SEMANTIC_INSTALL_HINT
             )
+        if settings.embedding_backend != "torch" and not onnx_runtime_available():
+            raise EmbeddingError(
+                f"LEXINTEL_EMBEDDING_BACKEND={settings.embedding_backend} needs onnxruntime "
+                f"and onnx: {_SEMANTIC_INSTALL_HINT}, or set LEXINTEL_EMBEDDING_BACKEND=torch"
+            )
         return SentenceTransformerEmbedder(
             settings.embedding_model,
             device=settings.embedding_device,
             batch_size=settings.embedding_batch_size,
+            backend=settings.embedding_backend,
+            onnx_cache=settings.data_dir / "onnx",
         )
     if provider == "openai":
         key = settings.openai_api_key

@@ -15,6 +15,7 @@ from pydantic import Field, NonNegativeInt, SecretStr, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbeddingProviderName = Literal["auto", "hashing", "sentence-transformers", "openai"]
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 BlobBackend = Literal["postgres", "filesystem"]
 PdfEngineName = Literal["auto", "pypdf", "pypdfium2"]
 OcrMode = Literal["auto", "off", "force"]
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_dimension: int = Field(default=384, ge=1, le=16000)
     embedding_device: str = "cpu"
+    # What runs a sentence-transformers model: torch, or ONNX Runtime on the CPU (exported
+    # once into <data_dir>/onnx), in fp32 or int8 (docs/BENCHMARKS.md, "Embedding backends").
+    embedding_backend: EmbeddingBackend = "torch"
     embedding_batch_size: int = Field(default=32, ge=1)
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
@@ -209,6 +213,11 @@ class Settings(BaseSettings):
     def _overlap_below_size(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_size_tokens:
             raise ValueError("chunk_overlap_tokens must be smaller than chunk_size_tokens")
+        if self.embedding_backend != "torch" and self.embedding_device != "cpu":
+            raise ValueError(
+                f"embedding_backend {self.embedding_backend} runs on the CPU only: set "
+                f"embedding_backend=torch for embedding_device {self.embedding_device}"
+            )
         if self.worker_heartbeat_seconds >= self.worker_takeover_seconds:
             raise ValueError(
                 "worker_heartbeat_seconds must be smaller than worker_takeover_seconds"
