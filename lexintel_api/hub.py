@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any
 from uuid import UUID
@@ -43,12 +42,19 @@ _READ_TIMEOUT = 1.0
 
 
 class _Buffer:
-    """Bounded per-subscriber queue: keeps the newest progress, never drops a terminal event."""
+    """Bounded per-subscriber queue: keeps the newest progress, never drops a terminal event.
+
+    One per live subscription, so it is kept small: slots, a list (at most `size` items)
+    rather than a deque (which allocates a 64-slot block up front), and a future only while
+    its consumer waits rather than an asyncio.Event.
+    """
+
+    __slots__ = ("_items", "_size", "_waiter", "closed", "dropped")
 
     def __init__(self, size: int) -> None:
         self._size = max(1, size)
-        self._items: deque[ProgressEvent] = deque()
-        self._wakeup = asyncio.Event()
+        self._items: list[ProgressEvent] = []
+        self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.dropped = 0
 
@@ -60,23 +66,32 @@ class _Buffer:
                     self.dropped += 1
                     break
         self._items.append(event)
-        self._wakeup.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def get(self) -> ProgressEvent | None:
         """The next event, or None once the buffer is closed and drained."""
         while not self._items:
             if self.closed:
                 return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._items.popleft()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
 
 
 class _Channel:
+    __slots__ = ("confirmed", "document_id", "name", "subscribers")
+
     def __init__(self, name: str, document_id: UUID | None) -> None:
         self.name = name
         self.document_id = document_id  # None for case channels: no snapshot to re-read

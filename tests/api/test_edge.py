@@ -14,7 +14,9 @@ import pytest
 import websockets
 from gql import GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
+from strawberry.extensions import AddValidationRules, ParserCache
 
+from lexintel_api.graphql.schema import create_schema
 from lexintel_core.settings import Settings
 from tests.api.conftest import (
     CREATE_CASE,
@@ -377,3 +379,36 @@ async def test_one_level_more_than_configured_is_refused(
     [error] = failed.value.errors
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "deeper than 10 levels" in error["message"]
+
+
+async def test_a_parsed_document_is_reused_and_validated_again(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    """Operations with the same text share one parse (ParserCache); each is still
+    validated, so the depth limit refuses the cached document every time."""
+    owner = await tenant("Depth LLP")
+    query = _nested(11) + " "  # a text no other test sends
+    # functools.lru_cache around graphql-core's parse, shared by every ParserCache(128).
+    cache_info = ParserCache().cached_parse_document.cache_info  # type: ignore[attr-defined]
+    for _ in range(2):
+        hits = cache_info().hits
+        with pytest.raises(GraphQLFailed) as failed:
+            await execute(api, owner.key, query)
+        [error] = failed.value.errors
+        assert "deeper than 10 levels" in error["message"]
+    assert cache_info().hits > hits  # the second from the cache
+
+
+def test_operations_share_the_limits_rule_classes(api_settings: Settings) -> None:
+    """Strawberry's limiters build a rule class per operation, which a live subscription
+    keeps for its life; ours are built once per schema."""
+    schema = create_schema(api_settings)
+
+    def rules() -> list[type]:
+        extensions = schema.get_extensions()  # what one operation gets
+        found = [e for e in extensions if isinstance(e, AddValidationRules)]
+        return [rule for extension in found for rule in extension.validation_rules]
+
+    first = rules()
+    assert len(first) == 2  # depth and aliases
+    assert all(a is b for a, b in zip(first, rules(), strict=True))
