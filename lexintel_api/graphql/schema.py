@@ -16,6 +16,7 @@ from strawberry.extensions import (
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.types import ExecutionContext
 
@@ -106,12 +107,27 @@ class OperationLimits(AddValidationRules):
         return [*depth.validation_rules, *MaxAliasesLimiter(aliases).validation_rules]
 
     def on_validate(self) -> Iterator[None]:
+        # ValidationCache, before this extension, has set the errors (its list, shared by
+        # the operations with this text: replaced, never changed).
+        errors = self.execution_context.pre_execution_errors
+        if errors:
+            self.execution_context.pre_execution_errors = [self._in_levels(e) for e in errors]
         yield
+
+    def _in_levels(self, error: GraphQLError) -> GraphQLError:
         ours = f"exceeds maximum operation depth of {self.levels - 1}"
-        for error in self.execution_context.pre_execution_errors or []:
-            if error.message.endswith(ours):
-                name = error.message.removesuffix(ours).strip()
-                error.message = f"{name} is nested deeper than {self.levels} levels"
+        if not error.message.endswith(ours):
+            return error
+        name = error.message.removesuffix(ours).strip()
+        return GraphQLError(
+            f"{name} is nested deeper than {self.levels} levels",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            original_error=error.original_error,
+            extensions=error.extensions,
+        )
 
 
 class LexIntelSchema(strawberry.Schema):
@@ -133,12 +149,16 @@ def create_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            partial(OperationLimits, limits, levels),
             partial(MaxTokensLimiter, max_token_count=settings.api_max_query_tokens),
             # Operations with the same text share one parsed document (graphql-core's AST
-            # is not changed by validation or execution): 10,000 subscriptions to the same
-            # query hold one AST, not 10,000. Bounded LRU (128 texts).
+            # is not changed by validation or execution), and its validation errors: the
+            # rules depend on the schema and the document only. 10,000 subscriptions to the
+            # same query hold one AST, not 10,000, and leave no validation garbage (rule
+            # visitors are reference cycles, freed only by the cyclic GC). Bounded LRUs
+            # (128 texts each); the extensions below still run for every operation.
             ParserCache,
+            ValidationCache,
+            partial(OperationLimits, limits, levels),
             introspection,
             OperationRate,
             StringRule,

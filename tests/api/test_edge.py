@@ -14,7 +14,7 @@ import pytest
 import websockets
 from gql import GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
-from strawberry.extensions import AddValidationRules, ParserCache
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 
 from lexintel_api.graphql.schema import create_schema
 from lexintel_core.settings import Settings
@@ -381,22 +381,26 @@ async def test_one_level_more_than_configured_is_refused(
     assert "deeper than 10 levels" in error["message"]
 
 
-async def test_a_parsed_document_is_reused_and_validated_again(
+async def test_a_parsed_and_validated_document_is_reused_and_still_refused(
     api: Api, tenant: Callable[[str], Awaitable[Tenant]]
 ) -> None:
-    """Operations with the same text share one parse (ParserCache); each is still
-    validated, so the depth limit refuses the cached document every time."""
+    """Operations with the same text share one parse and one validation (ParserCache,
+    ValidationCache); the cached verdict still refuses every one of them, in our words."""
     owner = await tenant("Depth LLP")
     query = _nested(11) + " "  # a text no other test sends
-    # functools.lru_cache around graphql-core's parse, shared by every ParserCache(128).
-    cache_info = ParserCache().cached_parse_document.cache_info  # type: ignore[attr-defined]
-    for _ in range(2):
-        hits = cache_info().hits
+    # functools.lru_caches around graphql-core's parse and validate, shared by every
+    # ParserCache(128) and ValidationCache(128).
+    parses = ParserCache().cached_parse_document.cache_info  # type: ignore[attr-defined]
+    validations = ValidationCache().cached_validate_document.cache_info  # type: ignore[attr-defined]
+    for _ in range(3):
+        hits = parses().hits, validations().hits
         with pytest.raises(GraphQLFailed) as failed:
             await execute(api, owner.key, query)
         [error] = failed.value.errors
-        assert "deeper than 10 levels" in error["message"]
-    assert cache_info().hits > hits  # the second from the cache
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert error["message"].endswith("is nested deeper than 10 levels")
+    assert parses().hits > hits[0]  # the last ones from the caches
+    assert validations().hits > hits[1]
 
 
 def test_operations_share_the_limits_rule_classes(api_settings: Settings) -> None:
