@@ -96,7 +96,13 @@ class _Channel:
         self.name = name
         self.document_id = document_id  # None for case channels: no snapshot to re-read
         self.subscribers: set[_Buffer] = set()
-        self.confirmed = asyncio.Event()
+        # Done once Redis has confirmed the SUBSCRIBE (a future: an asyncio.Event costs a
+        # deque of waiters for every channel, for as long as it is watched).
+        self.confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def confirm(self) -> None:
+        if not self.confirmed.done():
+            self.confirmed.set_result(None)
 
 
 class ProgressHub:
@@ -168,7 +174,7 @@ class ProgressHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         for channel in self._channels.values():
-            channel.confirmed.set()
+            channel.confirm()
             for buffer in channel.subscribers:
                 buffer.close()
         async with self._lock:
@@ -225,7 +231,7 @@ class ProgressHub:
         try:
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self._sync()  # on failure the reader reconnects and subscribes for us
-            await channel.confirmed.wait()
+            await asyncio.shield(channel.confirmed)
             if self._closed:
                 return
             last_seq: dict[UUID, int] = {}
@@ -282,7 +288,7 @@ class ProgressHub:
             remove = sorted(self._subscribed - wanted)
             for name in wanted & self._subscribed:
                 if not self._pending_acks.get(name):
-                    self._channels[name].confirmed.set()
+                    self._channels[name].confirm()
             try:
                 # A send may first reconnect (and wait on the handshake) while we hold the
                 # lock the reader needs to replace the connection.
@@ -406,7 +412,7 @@ class ProgressHub:
             channel = self._channels.get(name)
             if channel is None:
                 return
-            channel.confirmed.set()
+            channel.confirm()
             if name in self._resync and channel.document_id is not None:
                 self._resync.discard(name)
                 assert self._client is not None

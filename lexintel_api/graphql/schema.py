@@ -12,7 +12,6 @@ from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
@@ -84,7 +83,8 @@ class IntrospectionNeedsAKey(SchemaExtension):
 
 
 class OperationLimits(AddValidationRules):
-    """The selection depth and alias limits, as validation rules built once per schema.
+    """The token, selection depth and alias limits; the last two as validation rules built
+    once per schema.
 
     Strawberry's `QueryDepthLimiter` and `MaxAliasesLimiter` build a new rule class each
     time they are constructed, that is for every operation, and the operation keeps its
@@ -96,9 +96,16 @@ class OperationLimits(AddValidationRules):
     as depth 0, so its `max_depth` is one less, and its message is rewritten to say `levels`.
     """
 
-    def __init__(self, rules: list[type[ASTValidationRule]], levels: int) -> None:
+    def __init__(self, rules: list[type[ASTValidationRule]], levels: int, tokens: int) -> None:
         super().__init__(rules)
         self.levels = levels
+        self.tokens = tokens
+
+    def on_operation(self) -> Iterator[None]:
+        # What Strawberry's MaxTokensLimiter does, here rather than in one more extension
+        # (and one more hook) that every live subscription would keep.
+        self.execution_context.parse_options["max_tokens"] = self.tokens
+        yield from super().on_operation()
 
     @staticmethod
     def rules(levels: int, aliases: int) -> list[type[ASTValidationRule]]:
@@ -149,7 +156,6 @@ def create_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            partial(MaxTokensLimiter, max_token_count=settings.api_max_query_tokens),
             # Operations with the same text share one parsed document (graphql-core's AST
             # is not changed by validation or execution), and its validation errors: the
             # rules depend on the schema and the document only. 10,000 subscriptions to the
@@ -158,7 +164,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
             # (128 texts each); the extensions below still run for every operation.
             ParserCache,
             ValidationCache,
-            partial(OperationLimits, limits, levels),
+            partial(OperationLimits, limits, levels, settings.api_max_query_tokens),
             introspection,
             OperationRate,
             StringRule,

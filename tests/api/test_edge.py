@@ -403,6 +403,19 @@ async def test_a_parsed_and_validated_document_is_reused_and_still_refused(
     assert validations().hits > hits[1]
 
 
+async def test_a_document_over_the_token_limit_is_refused_every_time(
+    api: Api, api_settings: Settings, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    owner = await tenant("Tokens LLP")
+    fields = api_settings.api_max_query_tokens  # `{`, `}` and the fields: over by one
+    query = "{ " + "__typename " * fields + "}"
+    for _ in range(2):  # the parse of a refused document is not cached
+        with pytest.raises(GraphQLFailed) as failed:
+            await execute(api, owner.key, query)
+        [error] = failed.value.errors
+        assert f"Document contains more than {fields} tokens" in error["message"]
+
+
 def test_operations_share_the_limits_rule_classes(api_settings: Settings) -> None:
     """Strawberry's limiters build a rule class per operation, which a live subscription
     keeps for its life; ours are built once per schema."""
