@@ -244,6 +244,8 @@ class ProgressHub:
                         yield snapshot
                     if snapshot.is_terminal:
                         return
+                del snapshot
+            # A subscriber waits for hours between events: no event is kept meanwhile.
             while True:
                 event = await buffer.get()
                 if event is None:
@@ -251,8 +253,10 @@ class ProgressHub:
                 if event.seq <= last_seq.get(event.document_id, 0):
                     continue
                 last_seq[event.document_id] = event.seq
+                ends = document_id is not None and event.is_terminal
                 yield event
-                if document_id is not None and event.is_terminal:
+                del event
+                if ends:
                     return
         finally:
             buffer.close()

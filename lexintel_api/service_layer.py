@@ -275,6 +275,7 @@ class DocumentService:
         ) as events:
             async for event in events:
                 yield event
+                del event  # not kept while waiting for the next one
 
     async def has_ended(self, document_id: uuid.UUID, after_seq: int) -> bool:
         """Whether a stream of the document resuming after `after_seq` has nothing left to
@@ -305,6 +306,7 @@ class DocumentService:
         async with contextlib.aclosing(self.services.hub.watch_case(case_id)) as events:
             async for event in events:
                 yield event
+                del event
 
 
 def _clean_filename(filename: str | None) -> str:
