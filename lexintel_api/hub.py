@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any
 from uuid import UUID
@@ -43,12 +42,19 @@ _READ_TIMEOUT = 1.0
 
 
 class _Buffer:
-    """Bounded per-subscriber queue: keeps the newest progress, never drops a terminal event."""
+    """Bounded per-subscriber queue: keeps the newest progress, never drops a terminal event.
+
+    One per live subscription, so it is kept small: slots, a list (at most `size` items)
+    rather than a deque (which allocates a 64-slot block up front), and a future only while
+    its consumer waits rather than an asyncio.Event.
+    """
+
+    __slots__ = ("_items", "_size", "_waiter", "closed", "dropped")
 
     def __init__(self, size: int) -> None:
         self._size = max(1, size)
-        self._items: deque[ProgressEvent] = deque()
-        self._wakeup = asyncio.Event()
+        self._items: list[ProgressEvent] = []
+        self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.dropped = 0
 
@@ -60,28 +66,43 @@ class _Buffer:
                     self.dropped += 1
                     break
         self._items.append(event)
-        self._wakeup.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def get(self) -> ProgressEvent | None:
         """The next event, or None once the buffer is closed and drained."""
         while not self._items:
             if self.closed:
                 return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._items.popleft()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
 
 
 class _Channel:
+    __slots__ = ("confirmed", "document_id", "name", "subscribers")
+
     def __init__(self, name: str, document_id: UUID | None) -> None:
         self.name = name
         self.document_id = document_id  # None for case channels: no snapshot to re-read
         self.subscribers: set[_Buffer] = set()
-        self.confirmed = asyncio.Event()
+        # Done once Redis has confirmed the SUBSCRIBE (a future: an asyncio.Event costs a
+        # deque of waiters for every channel, for as long as it is watched).
+        self.confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def confirm(self) -> None:
+        if not self.confirmed.done():
+            self.confirmed.set_result(None)
 
 
 class ProgressHub:
@@ -153,7 +174,7 @@ class ProgressHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         for channel in self._channels.values():
-            channel.confirmed.set()
+            channel.confirm()
             for buffer in channel.subscribers:
                 buffer.close()
         async with self._lock:
@@ -210,7 +231,7 @@ class ProgressHub:
         try:
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self._sync()  # on failure the reader reconnects and subscribes for us
-            await channel.confirmed.wait()
+            await asyncio.shield(channel.confirmed)
             if self._closed:
                 return
             last_seq: dict[UUID, int] = {}
@@ -223,6 +244,8 @@ class ProgressHub:
                         yield snapshot
                     if snapshot.is_terminal:
                         return
+                del snapshot
+            # A subscriber waits for hours between events: no event is kept meanwhile.
             while True:
                 event = await buffer.get()
                 if event is None:
@@ -230,8 +253,10 @@ class ProgressHub:
                 if event.seq <= last_seq.get(event.document_id, 0):
                     continue
                 last_seq[event.document_id] = event.seq
+                ends = document_id is not None and event.is_terminal
                 yield event
-                if document_id is not None and event.is_terminal:
+                del event
+                if ends:
                     return
         finally:
             buffer.close()
@@ -267,7 +292,7 @@ class ProgressHub:
             remove = sorted(self._subscribed - wanted)
             for name in wanted & self._subscribed:
                 if not self._pending_acks.get(name):
-                    self._channels[name].confirmed.set()
+                    self._channels[name].confirm()
             try:
                 # A send may first reconnect (and wait on the handshake) while we hold the
                 # lock the reader needs to replace the connection.
@@ -391,7 +416,7 @@ class ProgressHub:
             channel = self._channels.get(name)
             if channel is None:
                 return
-            channel.confirmed.set()
+            channel.confirm()
             if name in self._resync and channel.document_id is not None:
                 self._resync.discard(name)
                 assert self._client is not None

@@ -118,14 +118,9 @@ class TenantLimits:
 
     # -- live subscriptions ------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def subscription(self, principal: Principal) -> AsyncIterator[None]:
-        """A live subscription for the duration of the block."""
-        lease = await self.acquire(principal)
-        try:
-            yield
-        finally:
-            await self.release(lease)
+    def subscription(self, principal: Principal) -> SubscriptionLease:
+        """A live subscription for the duration of an `async with` block."""
+        return SubscriptionLease(self, principal)
 
     async def acquire(self, principal: Principal) -> str:
         """A lease for one live subscription; `TooManySubscriptions` when the organization
@@ -186,3 +181,22 @@ class TenantLimits:
             for name in {name for _, sets in leases for name in sets}:
                 pipe.expire(name, math.ceil(self._lease_seconds))
             await pipe.execute()
+
+
+class SubscriptionLease:
+    """`async with`: holds a lease of `TenantLimits` for the block. A small object rather
+    than an asynccontextmanager (a generator frame), as one lives with every subscription."""
+
+    __slots__ = ("_lease", "_limits", "_principal")
+
+    def __init__(self, limits: TenantLimits, principal: Principal) -> None:
+        self._limits = limits
+        self._principal = principal
+        self._lease: str | None = None
+
+    async def __aenter__(self) -> None:
+        self._lease = await self._limits.acquire(self._principal)
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._lease is not None:
+            await self._limits.release(self._lease)

@@ -263,39 +263,50 @@ class DocumentService:
         self, document_id: uuid.UUID, *, after_seq: int = 0
     ) -> AsyncGenerator[ProgressEvent, None]:
         """The document's snapshot, then its newer events, ending after the terminal one."""
-        async with self.services.sessions() as session:
-            document = await self.get(session, document_id)
-        if document.status.is_terminal:
-            snapshot = await read_snapshot(self.services.redis, document.id)
+        ended = await self._ended_event(document_id)
+        if ended is not None:
+            snapshot = await read_snapshot(self.services.redis, document_id)
             if snapshot is None:  # expired long after the document finished
                 if after_seq == 0:
-                    yield lifecycle.ended_event(document)
+                    yield ended
                 return
         async with contextlib.aclosing(
-            self.services.hub.watch_document(document.id, after_seq=after_seq)
+            self.services.hub.watch_document(document_id, after_seq=after_seq)
         ) as events:
             async for event in events:
                 yield event
+                del event  # not kept while waiting for the next one
 
     async def has_ended(self, document_id: uuid.UUID, after_seq: int) -> bool:
         """Whether a stream of the document resuming after `after_seq` has nothing left to
         send: the document is finished and its last event is not newer. NotFound when it
         is not this organization's."""
-        async with self.services.sessions() as session:
-            document = await self.get(session, document_id)
-        if not document.status.is_terminal:
+        if await self._ended_event(document_id) is None:
             return False
-        snapshot = await read_snapshot(self.services.redis, document.id)
+        snapshot = await read_snapshot(self.services.redis, document_id)
         if snapshot is None:  # events() sends the row's terminal state to a fresh stream
             return after_seq > 0
         return snapshot.seq <= after_seq
 
-    async def case_events(self, case_id: uuid.UUID) -> AsyncGenerator[ProgressEvent, None]:
+    async def _ended_event(self, document_id: uuid.UUID) -> ProgressEvent | None:
+        """The terminal event of a finished document from its row, None while it runs;
+        NotFound when it is not this organization's. A live stream keeps this answer, not
+        the row and its session, for as long as it runs."""
         async with self.services.sessions() as session:
-            case = await CaseService(self.services, self.principal).get(session, case_id)
-        async with contextlib.aclosing(self.services.hub.watch_case(case.id)) as events:
+            document = await self.get(session, document_id)
+            return lifecycle.ended_event(document) if document.status.is_terminal else None
+
+    async def _check_case(self, case_id: uuid.UUID) -> None:
+        """NotFound unless the case is this organization's (no row kept: see _ended_event)."""
+        async with self.services.sessions() as session:
+            await CaseService(self.services, self.principal).get(session, case_id)
+
+    async def case_events(self, case_id: uuid.UUID) -> AsyncGenerator[ProgressEvent, None]:
+        await self._check_case(case_id)
+        async with contextlib.aclosing(self.services.hub.watch_case(case_id)) as events:
             async for event in events:
                 yield event
+                del event
 
 
 def _clean_filename(filename: str | None) -> str:

@@ -82,7 +82,7 @@ class Loaders:
         return [ProgressEvent.from_json(raw) if raw else None for raw in payloads]
 
 
-@dataclass
+@dataclass(slots=True)  # one per WebSocket connection: no __dict__
 class Context:
     services: Services
     request: HTTPConnection

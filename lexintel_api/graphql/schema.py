@@ -7,13 +7,15 @@ from collections.abc import Iterator
 from functools import partial
 
 import strawberry
-from graphql import BREAK, DocumentNode, FieldNode, GraphQLError, Visitor, visit
+from graphql import BREAK, ASTValidationRule, DocumentNode, FieldNode, GraphQLError, Visitor, visit
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.types import ExecutionContext
 
@@ -80,22 +82,59 @@ class IntrospectionNeedsAKey(SchemaExtension):
         yield
 
 
-class SelectionDepthLimit(QueryDepthLimiter):
-    """At most `levels` nested selections: `{ cases { nodes { id } } }` has 3 (introspection
-    fields are not counted). Strawberry's limiter counts the top-level field as depth 0, so
-    its `max_depth` is one less, and its message is rewritten to say `levels`."""
+class OperationLimits(AddValidationRules):
+    """The token, selection depth and alias limits; the last two as validation rules built
+    once per schema.
 
-    def __init__(self, levels: int) -> None:
-        super().__init__(max_depth=levels - 1)
+    Strawberry's `QueryDepthLimiter` and `MaxAliasesLimiter` build a new rule class each
+    time they are constructed, that is for every operation, and the operation keeps its
+    rules for its whole life: for a live subscription, hours of about 4.5 KiB each. Here
+    each operation gets a fresh extension over the same rule classes.
+
+    Depth: at most `levels` nested selections: `{ cases { nodes { id } } }` has 3
+    (introspection fields are not counted). Strawberry's limiter counts the top-level field
+    as depth 0, so its `max_depth` is one less, and its message is rewritten to say `levels`.
+    """
+
+    def __init__(self, rules: list[type[ASTValidationRule]], levels: int, tokens: int) -> None:
+        super().__init__(rules)
         self.levels = levels
+        self.tokens = tokens
+
+    def on_operation(self) -> Iterator[None]:
+        # What Strawberry's MaxTokensLimiter does, here rather than in one more extension
+        # (and one more hook) that every live subscription would keep.
+        self.execution_context.parse_options["max_tokens"] = self.tokens
+        yield from super().on_operation()
+
+    @staticmethod
+    def rules(levels: int, aliases: int) -> list[type[ASTValidationRule]]:
+        """The rule classes for at most `levels` nested selections and `aliases` aliases."""
+        depth = QueryDepthLimiter(max_depth=levels - 1)
+        return [*depth.validation_rules, *MaxAliasesLimiter(aliases).validation_rules]
 
     def on_validate(self) -> Iterator[None]:
+        # ValidationCache, before this extension, has set the errors (its list, shared by
+        # the operations with this text: replaced, never changed).
+        errors = self.execution_context.pre_execution_errors
+        if errors:
+            self.execution_context.pre_execution_errors = [self._in_levels(e) for e in errors]
         yield
+
+    def _in_levels(self, error: GraphQLError) -> GraphQLError:
         ours = f"exceeds maximum operation depth of {self.levels - 1}"
-        for error in self.execution_context.pre_execution_errors or []:
-            if error.message.endswith(ours):
-                name = error.message.removesuffix(ours).strip()
-                error.message = f"{name} is nested deeper than {self.levels} levels"
+        if not error.message.endswith(ours):
+            return error
+        name = error.message.removesuffix(ours).strip()
+        return GraphQLError(
+            f"{name} is nested deeper than {self.levels} levels",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            original_error=error.original_error,
+            extensions=error.extensions,
+        )
 
 
 class LexIntelSchema(strawberry.Schema):
@@ -110,14 +149,22 @@ class LexIntelSchema(strawberry.Schema):
 
 def create_schema(settings: Settings) -> strawberry.Schema:
     introspection = IntrospectionNeedsAKey if settings.api_introspection else DisableIntrospection
+    levels = settings.api_max_query_depth
+    limits = OperationLimits.rules(levels, settings.api_max_aliases)
     return LexIntelSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            partial(SelectionDepthLimit, settings.api_max_query_depth),
-            partial(MaxTokensLimiter, max_token_count=settings.api_max_query_tokens),
-            partial(MaxAliasesLimiter, max_alias_count=settings.api_max_aliases),
+            # Operations with the same text share one parsed document (graphql-core's AST
+            # is not changed by validation or execution), and its validation errors: the
+            # rules depend on the schema and the document only. 10,000 subscriptions to the
+            # same query hold one AST, not 10,000, and leave no validation garbage (rule
+            # visitors are reference cycles, freed only by the cyclic GC). Bounded LRUs
+            # (128 texts each); the extensions below still run for every operation.
+            ParserCache,
+            ValidationCache,
+            partial(OperationLimits, limits, levels, settings.api_max_query_tokens),
             introspection,
             OperationRate,
             StringRule,

@@ -25,7 +25,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from lexintel_core.errors import InvalidInput
+from lexintel_core.errors import InvalidInput, LexIntelError
 
 REFUSED_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 _RULE = (
@@ -128,7 +128,11 @@ class StringRule(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         execution = self.execution_context
         document = execution.graphql_document
-        if execution.pre_execution_errors is None and document is not None:
+        # This rule's error replaces the document's validation errors (ValidationCache's),
+        # not a refusal of the request (introspection without a key, the request rate).
+        errors = execution.pre_execution_errors or []
+        refused = any(isinstance(error.original_error, LexIntelError) for error in errors)
+        if not refused and document is not None:
             error = _refused_literal(document, execution.query) or _refused_variable(
                 execution.variables or {}
             )

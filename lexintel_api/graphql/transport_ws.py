@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
@@ -61,27 +62,30 @@ class _KeyRechecks:
 
     context: Context
     websocket: AsyncWebSocketAdapter
-    _key_watcher: asyncio.Task[None] | None = None
+    _watched_key: uuid.UUID | None = None
+    _closing: asyncio.Task[None] | None = None
 
     def _watch_key(self) -> None:
-        if self._key_watcher is None and self.context.principal is not None:
-            self._key_watcher = asyncio.create_task(self._close_when_revoked())
+        if self._watched_key is None and self.context.principal is not None:
+            self._watched_key = self.context.principal.api_key_id
+            self.context.services.key_watch.watch(self._watched_key, self._revoked)
 
     def _stop_watching_key(self) -> None:
-        if self._key_watcher is not None:
-            self._key_watcher.cancel()
+        if self._watched_key is not None:
+            self.context.services.key_watch.unwatch(self._watched_key, self._revoked)
 
     async def _key_is_active(self) -> bool:
         principal = self.context.require_principal()
         return await self.context.services.key_watch.is_active(principal.api_key_id)
 
-    async def _close_when_revoked(self) -> None:
-        principal = self.context.require_principal()
+    def _revoked(self) -> None:
+        self._closing = asyncio.create_task(self._close_revoked())
+
+    async def _close_revoked(self) -> None:
         try:
-            await self.context.services.key_watch.revoked(principal.api_key_id)
             await self._forbid()
         except Exception:
-            logger.exception("cannot close the WebSocket of revoked key %s", principal.api_key_id)
+            logger.exception("cannot close the WebSocket of revoked key %s", self._watched_key)
 
     async def _forbid(self) -> None:
         await self._end_operations()

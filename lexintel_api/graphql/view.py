@@ -217,7 +217,7 @@ class LexIntelGraphQL(GraphQL[Context, None]):
                 raise context.auth_error
             if context.principal is not None:
                 await context.services.limits.count_request(context.principal)
-        request.state.principal = context.principal  # for create_streaming_response
+            request.state.principal = context.principal  # for create_streaming_response
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -7,7 +7,7 @@ import uuid
 from strawberry.types import get_object_definition
 
 from lexintel_api.graphql.cases.types import CaseType
-from lexintel_api.graphql.documents.types import ProgressEventType
+from lexintel_api.graphql.documents.types import ProgressEventType, progress_event_type
 from lexintel_core.models import Case
 from lexintel_core.progress import ProgressEvent, Stage
 from lexintel_core.status import ProcessingStatus
@@ -25,11 +25,13 @@ def test_a_progress_event_type_carries_every_field_of_the_event() -> None:
         error_code="timeout",
         error_message="took too long",
     )
-    converted = ProgressEventType.from_pydantic(event)
+    converted = progress_event_type(event)
     assert isinstance(converted, ProgressEventType)
     exposed = [field.python_name for field in get_object_definition(converted, strict=True).fields]
     assert exposed == list(ProgressEvent.model_fields)
     assert {name: getattr(converted, name) for name in exposed} == dict(event)
+    # A subscription's last result lives until its next event: it must not hold the model.
+    assert all(value is not event for value in vars(converted).values())
 
 
 def test_document_case_resolves_on_the_case_row() -> None:

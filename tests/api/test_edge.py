@@ -14,7 +14,9 @@ import pytest
 import websockets
 from gql import GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 
+from lexintel_api.graphql.schema import create_schema
 from lexintel_core.settings import Settings
 from tests.api.conftest import (
     CREATE_CASE,
@@ -377,3 +379,53 @@ async def test_one_level_more_than_configured_is_refused(
     [error] = failed.value.errors
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "deeper than 10 levels" in error["message"]
+
+
+async def test_a_parsed_and_validated_document_is_reused_and_still_refused(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    """Operations with the same text share one parse and one validation (ParserCache,
+    ValidationCache); the cached verdict still refuses every one of them, in our words."""
+    owner = await tenant("Depth LLP")
+    query = _nested(11) + " "  # a text no other test sends
+    # functools.lru_caches around graphql-core's parse and validate, shared by every
+    # ParserCache(128) and ValidationCache(128).
+    parses = ParserCache().cached_parse_document.cache_info  # type: ignore[attr-defined]
+    validations = ValidationCache().cached_validate_document.cache_info  # type: ignore[attr-defined]
+    for _ in range(3):
+        hits = parses().hits, validations().hits
+        with pytest.raises(GraphQLFailed) as failed:
+            await execute(api, owner.key, query)
+        [error] = failed.value.errors
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert error["message"].endswith("is nested deeper than 10 levels")
+    assert parses().hits > hits[0]  # the last ones from the caches
+    assert validations().hits > hits[1]
+
+
+async def test_a_document_over_the_token_limit_is_refused_every_time(
+    api: Api, api_settings: Settings, tenant: Callable[[str], Awaitable[Tenant]]
+) -> None:
+    owner = await tenant("Tokens LLP")
+    fields = api_settings.api_max_query_tokens  # `{`, `}` and the fields: over by one
+    query = "{ " + "__typename " * fields + "}"
+    for _ in range(2):  # the parse of a refused document is not cached
+        with pytest.raises(GraphQLFailed) as failed:
+            await execute(api, owner.key, query)
+        [error] = failed.value.errors
+        assert f"Document contains more than {fields} tokens" in error["message"]
+
+
+def test_operations_share_the_limits_rule_classes(api_settings: Settings) -> None:
+    """Strawberry's limiters build a rule class per operation, which a live subscription
+    keeps for its life; ours are built once per schema."""
+    schema = create_schema(api_settings)
+
+    def rules() -> list[type]:
+        extensions = schema.get_extensions()  # what one operation gets
+        found = [e for e in extensions if isinstance(e, AddValidationRules)]
+        return [rule for extension in found for rule in extension.validation_rules]
+
+    first = rules()
+    assert len(first) == 2  # depth and aliases
+    assert all(a is b for a, b in zip(first, rules(), strict=True))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import UUID
@@ -225,6 +226,29 @@ async def test_slow_subscriber_only_delays_itself(hub: ProgressHub, redis: Redis
     assert seqs == sorted(seqs)
     # It kept the newest progress, not the oldest.
     assert seqs[0] > 1000 - BUFFER_SIZE - 2
+    _assert_clean(hub)
+
+
+async def test_a_waiting_subscriber_holds_no_event(hub: ProgressHub, redis: Redis) -> None:
+    """A subscriber waits for hours between events: the hub must not keep the last one
+    (nor the snapshot) alive meanwhile."""
+    doc = Doc(redis)
+    await doc.publish(S.QUEUED)
+    events = hub.watch_document(doc.document_id)
+    async with asyncio.timeout(10):
+        sent = [await anext(events)]  # the snapshot
+        waiting = asyncio.create_task(anext(events))
+        await _until(lambda: hub.subscriber_count == 1)
+        await asyncio.sleep(0.05)  # waiting for the next event
+        await doc.publish(S.EXTRACTING)
+        sent.append(await waiting)
+        waiting = asyncio.create_task(anext(events))
+        await asyncio.sleep(0.05)
+    for event in sent:
+        assert events not in gc.get_referrers(event)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await events.aclose()
     _assert_clean(hub)
 
 

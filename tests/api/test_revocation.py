@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,11 +17,13 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 from websockets.typing import Subprotocol
 
 from lexintel_api.cli import app as cli
+from lexintel_api.revocation import KeyWatch
 from lexintel_core.db import SessionFactory
 from lexintel_core.models import ApiKey, Document
 from lexintel_core.settings import Settings
@@ -339,3 +342,42 @@ async def test_graphql_subscriptions_over_http_end(
             await _read_until_end(response)
         assert_cut_off_in_time(revoked_at)
     await _until(lambda: api.services.hub.subscriber_count == 0)
+
+
+async def test_sockets_checking_one_key_at_once_share_one_database_read(
+    sessions: SessionFactory,
+    tenant: Callable[[str], Awaitable[Tenant]],
+    revoke: Callable[[str], Awaitable[float]],
+) -> None:
+    """Thousands of sockets of one key re-check it at about the same moment; each asking
+    the database would exhaust its pool (and fail subscriptions waiting for a connection)."""
+    acme = await tenant("Acme LLP")
+    async with sessions() as session:
+        key_id = await session.scalar(
+            select(ApiKey.id).where(ApiKey.organization_id == acme.organization_id)
+        )
+    assert key_id is not None
+    key_watch = KeyWatch(sessions, RECHECK_SECONDS)
+    engine: AsyncEngine = sessions.kw["bind"]
+    reads: list[str] = []
+
+    def count(_: object, __: object, statement: str, *___: object) -> None:
+        reads.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert (
+            await asyncio.gather(*(key_watch.is_active(key_id) for _ in range(500))) == [True] * 500
+        )
+        assert len(reads) == 1
+        closed: list[int] = []
+        for number in range(500):  # one poll of the key for all of them
+            key_watch.watch(key_id, functools.partial(closed.append, number))
+        await revoke(acme.key)
+        async with asyncio.timeout(WAIT_SECONDS):
+            while len(closed) < 500:  # noqa: ASYNC110 - waiting on the watch's callbacks
+                await asyncio.sleep(0.05)
+        assert sorted(closed) == list(range(500))
+        assert len(reads) <= 2 + WAIT_SECONDS / key_watch.poll_seconds
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)

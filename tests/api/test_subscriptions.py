@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from gql import GraphQLRequest
 from redis.asyncio import Redis
+from sqlalchemy import event
 
 from lexintel_core.db import SessionFactory
 from lexintel_core.embedded_servers import EmbeddedRedis, free_port
+from lexintel_core.models import Base, Case, Document
 from lexintel_core.settings import Settings
 from tests.api.conftest import (
     PROGRESS,
@@ -92,6 +96,40 @@ async def test_disconnecting_subscribers_leaves_the_hub_empty(
         watcher.cancel()
     await asyncio.gather(*watchers, return_exceptions=True)
     await _until(lambda: hub.subscriber_count == 0 and hub.channel_count == 0)
+
+
+CASE_PROGRESS = "subscription($id: UUID!) { caseProgress(caseId: $id) { seq status } }"
+
+
+@pytest.mark.parametrize(("model", "query"), [(Document, PROGRESS), (Case, CASE_PROGRESS)])
+async def test_a_live_subscription_keeps_no_database_row(
+    api: Api, tenant: Callable[[str], Awaitable[Tenant]], model: type[Base], query: str
+) -> None:
+    """The document (or case) is read once to check it is the caller's; a subscription
+    lives for hours, so it must not keep that row, nor its session, alive."""
+    acme = await tenant("Acme LLP")
+    case_id = await create_case(api, acme.key)
+    document_id = await upload(api, acme.key, case_id, make_pdf(["A memo."]), "m.pdf")
+    loaded: list[weakref.ref[Base]] = []
+
+    def remember(target: Base, _: object) -> None:
+        loaded.append(weakref.ref(target))
+
+    event.listen(model, "load", remember)
+    try:
+        async with ws_client(api, acme.key) as session:
+            watched = document_id if model is Document else case_id
+            request = GraphQLRequest(query, variable_values={"id": watched})
+            events = session.subscribe(request)
+            watching = asyncio.create_task(anext(events))
+            await _until(lambda: api.services.hub.subscriber_count == 1)
+            gc.collect()
+            assert loaded  # the subscription did read it
+            assert [ref() for ref in loaded if ref() is not None] == []
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+    finally:
+        event.remove(model, "load", remember)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from lexintel_api.graphql.context import Context
-from lexintel_api.graphql.documents.types import ProgressEventType
+from lexintel_api.graphql.documents.types import ProgressEventType, progress_event_type
 
 
 @strawberry.type
@@ -31,7 +31,8 @@ class DocumentSubscriptions:
             info.context.services.limits.subscription(principal),
         ):
             async for event in events:
-                yield ProgressEventType.from_pydantic(event)
+                yield progress_event_type(event)
+                del event  # not kept while waiting for the next one (see progress_event_type)
 
     @strawberry.subscription(
         description="Events of every document of a case, as they happen; never completes."
@@ -46,4 +47,5 @@ class DocumentSubscriptions:
             info.context.services.limits.subscription(principal),
         ):
             async for event in events:
-                yield ProgressEventType.from_pydantic(event)
+                yield progress_event_type(event)
+                del event  # not kept while waiting for the next one (see progress_event_type)

@@ -70,6 +70,13 @@ class ProgressEventType:
     timestamp: strawberry.auto
 
 
+def progress_event_type(event: ProgressEvent) -> ProgressEventType:
+    """The event's fields, without the event: graphql-core holds a subscription's last
+    result until the next one (maybe hours), and `from_pydantic` would keep the model in
+    it as well."""
+    return ProgressEventType(**dict(event))
+
+
 @strawberry.type(name="FailedPage")
 class FailedPageType:
     page: int
