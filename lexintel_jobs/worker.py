@@ -21,8 +21,6 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function
-from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
 
 from lexintel_core import keys
 from lexintel_core.connections import redis_options, redis_retry
@@ -139,45 +137,11 @@ def functions(settings: Settings) -> list[Function]:
     ]
 
 
-class _Pipeline(Pipeline):
-    """A transaction whose WATCHed connection dies is refused at EXEC (WatchError), where
-    arq expects it, rather than at the first read after WATCH: arq's job claim (WATCH, EXISTS,
-    ZSCORE, MULTI, EXEC) catches it only at EXEC, and the worker would end
-    (python-arq/arq#498). The reads in between are answered on a new connection."""
-
-    _watch_lost = False
-
-    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
-        try:
-            return await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except WatchError:  # the connection died while watching; the pipeline was reset
-            self._watch_lost = True
-        answer = await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        self.watching = True  # further reads stay immediate, until EXEC refuses
-        return answer
-
-    async def execute(self, raise_on_error: bool = True) -> Any:
-        if self._watch_lost:
-            await self.reset()
-            raise WatchError("the connection died while watching; the transaction did not run")
-        return await super().execute(raise_on_error)
-
-    async def reset(self) -> None:
-        await super().reset()  # type: ignore[no-untyped-call]
-        self._watch_lost = False
-
-
-class _WorkerRedis(ArqRedis):
-    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
-        return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-
-
 def redis_pool(settings: Settings) -> ArqRedis:
     """The worker's Redis client (`ctx["redis"]`), built here: arq's RedisSettings carry no
-    socket timeouts or keepalive, and a worker must notice a connection that died silently;
-    its transactions survive a connection lost while watching (`_Pipeline`).
+    socket timeouts or keepalive, and a worker must notice a connection that died silently.
     Nothing connects until the worker runs."""
-    pool: ArqRedis = _WorkerRedis.from_url(settings.redis_url, **redis_options(settings))
+    pool: ArqRedis = ArqRedis.from_url(settings.redis_url, **redis_options(settings))
     pool.job_serializer = json_dumps
     pool.job_deserializer = json_loads
     pool.default_queue_name = keys.QUEUE_NAME

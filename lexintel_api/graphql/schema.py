@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from functools import partial
@@ -137,6 +138,21 @@ class OperationLimits(AddValidationRules):
         )
 
 
+class SharedParse(ParserCache):
+    """Strawberry's ParserCache, except for a document that does not parse: it is left to
+    Strawberry's own parse, which reports the error as the operation's result. Raised from
+    this hook, the error would skip the end of every extension's operation (ErrorCodes',
+    which gives it its code, included)."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):  # else parsed again, uncached, by Strawberry
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
 class LexIntelSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -162,7 +178,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
             # same query hold one AST, not 10,000, and leave no validation garbage (rule
             # visitors are reference cycles, freed only by the cyclic GC). Bounded LRUs
             # (128 texts each); the extensions below still run for every operation.
-            ParserCache,
+            SharedParse,
             ValidationCache,
             partial(OperationLimits, limits, levels, settings.api_max_query_tokens),
             introspection,
