@@ -3,7 +3,7 @@ ONNX Runtime fp32, ONNX Runtime int8), and each backend's retrieval quality.
 
     python bench/embedding_throughput.py [--chunks 256] [--batch-sizes 8 32 64] [--repeat 3]
         [--providers hashing sentence-transformers] [--backends torch onnx onnx-int8]
-        [--device cpu|cuda] [--quality]
+        [--orders length cut] [--device cpu|cuda] [--quality]
 
 Uses the project's own provider classes (`HashingEmbedder`, `SentenceTransformerEmbedder` with
 the packaged all-MiniLM-L6-v2, loaded offline) on realistic chunks: generated legal-ish pages
@@ -12,9 +12,11 @@ cut by the project's chunker at the shipped chunk size (LEXINTEL_CHUNK_SIZE_TOKE
 backends export into a temporary cache first, timed as load) and warmed up; then, --repeat
 rounds, each embeds all --chunks chunks once per embedder and batch size (one `embed` call
 per batch, as the worker's embed stage does), the embedders in a rotating order so that a
-change of machine load hits them all alike. chunks/s is the median over the rounds, and
-"x torch" the median over the rounds of its speed over torch's at the shipped batch size (32)
-in the same round.
+change of machine load hits them all alike. --orders: the chunks shortest first, as the worker
+batches them (`length`), or in the order the chunker cut them (`cut`, as the worker did before
+issue 19). chunks/s is the median over the rounds, and "x torch" the median over the rounds of
+its speed over torch's at the shipped batch size (32) in cut order in the same round (or in
+the first order given, without `cut`).
 
 --quality also runs the retrieval evaluation of tests/core/test_search_quality.py (the legal
 corpus, and the court filings where ../shared/corpus is present) with each backend on a
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -100,7 +103,7 @@ async def throughput(
     """chunks/s per embedder and batch size, the embedders interleaved round by round."""
     embedders: dict[str, Embedder] = {}
     load_s: dict[str, float] = {}
-    runs: dict[tuple[str, int], list[float]] = {}
+    runs: dict[tuple[str, int, str], list[float]] = {}
     try:
         for name in names:
             embedders[name] = build(name, max(args.batch_sizes), args, onnx_cache)
@@ -109,22 +112,26 @@ async def throughput(
             load_s[name] = time.perf_counter() - started
             await embedders[name].embed(chunks[: max(args.batch_sizes)])  # warm-up
             log(f"{name}: loaded in {load_s[name]:.1f} s")
+        orders = {"length": sorted(chunks, key=len), "cut": chunks}
         for round_ in range(args.repeat):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
-            for name in order:
-                for batch_size in args.batch_sizes:
-                    started = time.perf_counter()
-                    for start in range(0, len(chunks), batch_size):  # one call per batch
-                        vectors = await embedders[name].embed(chunks[start : start + batch_size])
-                        assert len(vectors[0]) == embedders[name].dimension
-                    runs.setdefault((name, batch_size), []).append(time.perf_counter() - started)
-                    log(f"round {round_ + 1}: {name} batch {batch_size}: "
-                        f"{len(chunks) / runs[name, batch_size][-1]:.1f} chunks/s")  # fmt: skip
+            for name, batch_size, ordered in itertools.product(
+                order, args.batch_sizes, args.orders
+            ):
+                texts = orders[ordered]
+                started = time.perf_counter()
+                for start in range(0, len(texts), batch_size):  # one call per batch
+                    vectors = await embedders[name].embed(texts[start : start + batch_size])
+                    assert len(vectors[0]) == embedders[name].dimension
+                key = (name, batch_size, ordered)
+                runs.setdefault(key, []).append(time.perf_counter() - started)
+                log(f"round {round_ + 1}: {name} batch {batch_size} {ordered} order: "
+                    f"{len(texts) / runs[key][-1]:.1f} chunks/s")  # fmt: skip
     finally:
         for embedder in embedders.values():
             await embedder.aclose()
     results = []
-    for (name, batch_size), seconds_all in runs.items():
+    for (name, batch_size, ordered), seconds_all in runs.items():
         seconds = statistics.median(seconds_all)
         results.append({
             "provider": "hashing" if name == "hashing" else "sentence-transformers",
@@ -132,6 +139,7 @@ async def throughput(
             "model": embedders[name].model_name,
             "device": "cpu" if name == "hashing" else args.device,
             "batch_size": batch_size,
+            "order": ordered,
             "chunks": len(chunks),
             "load_s": load_s[name],
             "seconds_median": seconds,
@@ -223,6 +231,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--providers", nargs="+", choices=PROVIDERS, default=list(PROVIDERS))
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--orders", nargs="+", choices=("length", "cut"), default=["length", "cut"])
     parser.add_argument("--device", default="cpu", help="for sentence-transformers: cpu, cuda")
     parser.add_argument("--quality", action="store_true", help="R@5 per backend (minutes)")
     parser.add_argument("--dimension", type=int, default=384, help="of the hashing embedder")
@@ -259,7 +268,8 @@ def main() -> None:
         (
             r["seconds_all"]
             for r in results
-            if (r["backend"], r["batch_size"]) == ("torch", SHIPPED_BATCH)
+            if (r["backend"], r["batch_size"], r["order"])
+            == ("torch", SHIPPED_BATCH, "cut" if "cut" in args.orders else args.orders[0])
         ),
         None,
     )
@@ -273,13 +283,14 @@ def main() -> None:
           f"threads {threads}; {len(chunks)} chunks of {mean_chars:.0f} characters, median of "
           f"{args.repeat} interleaved rounds; load average {os.getloadavg()[0]:.1f}\n")  # fmt: skip
     head = (
-        f"  {'backend':12}{'device':>7}{'batch':>7}{'chunks/s':>10}{'ms/chunk':>10}"
+        f"  {'backend':12}{'device':>7}{'batch':>7}{'order':>8}{'chunks/s':>10}{'ms/chunk':>10}"
         f"{'x torch':>9}{'load s':>8}"
     )
     print(head + "\n  " + "-" * (len(head) - 2))
     for r in results:
         ratio = f"{r['x_torch']:.2f}" if r["x_torch"] else "-"
-        print(f"  {r['backend']:12}{r['device']:>7}{r['batch_size']:>7}{r['chunks_per_s']:>10.1f}"
+        print(f"  {r['backend']:12}{r['device']:>7}{r['batch_size']:>7}{r['order']:>8}"
+              f"{r['chunks_per_s']:>10.1f}"
               f"{r['ms_per_chunk']:>10.2f}{ratio:>9}{r['load_s']:>8.2f}")  # fmt: skip
     if scores:
         print(f"\n  {'backend':12}{'queries':>8}{'SEMANTIC R@5':>14}{'MRR@10':>8}"

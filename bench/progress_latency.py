@@ -72,6 +72,7 @@ from sqlalchemy import insert, select, update
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from lexintel_api.websocket import WS_PROTOCOL
 from lexintel_core.db import engine_for
 from lexintel_core.embedded_servers import free_port
 from lexintel_core.models import ApiKey, Case, Document
@@ -113,7 +114,9 @@ def scenarios(levels: Sequence[int]) -> list[Scenario]:
     plan += [Scenario(f"ws-{n}-25-per-connection", "ws", n, per_connection=25) for n in ends]
     plan += [
         Scenario(f"ws-{mid}-deflate", "ws", mid, uvicorn=["--ws-per-message-deflate", "true"]),
-        # uvicorn's "auto" is websockets-sansio; the older implementation on the same library:
+        # uvicorn's own implementations (the later --ws wins): its default, websockets-sansio,
+        # which lexintel_api.websocket trims, and the older one on the same library.
+        Scenario(f"ws-{mid}-uvicorn-sansio", "ws", mid, uvicorn=["--ws", "websockets-sansio"]),
         Scenario(f"ws-{mid}-legacy-websockets", "ws", mid, uvicorn=["--ws", "websockets"]),
         # Redis's default maxclients (10,000) caps this design below the top level.
         Scenario(f"ws-{mid}-per-subscriber-hub", "ws", mid, app="per_subscriber_hub:app"),
@@ -383,7 +386,7 @@ class Bench:
         command = [sys.executable, "-m", "uvicorn", "gc_probe:app"]
         command += ["--app-dir", str(ROOT / "bench")]
         command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        command += ["--ws-per-message-deflate", "false", *scenario.uvicorn]
+        command += ["--ws", WS_PROTOCOL, "--ws-per-message-deflate", "false", *scenario.uvicorn]
         processes.api = processes._spawn(f"api-{scenario.name}", command)
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, processes)

@@ -31,6 +31,7 @@ from progress_latency import ROOT, Bench, ClientProcess
 from redis.asyncio import Redis
 
 from lexintel_api.app import create_app
+from lexintel_api.websocket import WS_PROTOCOL
 from lexintel_core.embedded_servers import free_port
 from lexintel_core.settings import Settings
 
@@ -68,6 +69,7 @@ async def profile(args: argparse.Namespace, settings: Settings, tmp: Path) -> di
         port=port,
         log_level="warning",
         ws_per_message_deflate=False,
+        ws=WS_PROTOCOL,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())

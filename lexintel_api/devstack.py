@@ -27,6 +27,7 @@ from rich.console import Console
 from sqlalchemy import select
 
 from lexintel_api.auth import create_api_key, hash_secret
+from lexintel_api.websocket import WS_PROTOCOL
 from lexintel_core import migrate
 from lexintel_core.db import create_session_factory, engine_for
 from lexintel_core.embedded_servers import EmbeddedPostgres, EmbeddedRedis
@@ -202,7 +203,9 @@ def run_dev(
                     host=host,
                     port=port,
                     log_level="warning",
-                    ws_per_message_deflate=False,  # docs/BENCHMARKS.md: memory per subscriber
+                    # docs/BENCHMARKS.md: memory per subscriber
+                    ws=WS_PROTOCOL,
+                    ws_per_message_deflate=False,
                     proxy_headers=False,  # LEXINTEL_API_TRUSTED_PROXIES decides
                 )
             )

@@ -596,6 +596,23 @@ class OpenAIEmbedder:
 # Factory and start-up check
 
 
+def embedding_backend(settings: Settings) -> EmbeddingBackend:
+    """The backend that runs a sentence-transformers model. `auto`: `onnx-int8` for the
+    packaged MiniLM on the CPU where onnxruntime is installed (the fastest backend measured,
+    with R@5 within 1 point of torch's: docs/BENCHMARKS.md, "Embedding backends"), `torch`
+    otherwise (a GPU, another model: neither was measured, and the export supports only the
+    packaged model's shape)."""
+    if settings.embedding_backend != "auto":
+        return settings.embedding_backend
+    if (
+        settings.embedding_model in _PACKAGED_MODEL_ALIASES
+        and settings.embedding_device == "cpu"
+        and onnx_runtime_available()
+    ):
+        return "onnx-int8"
+    return "torch"
+
+
 def create_embedder(settings: Settings) -> Embedder:
     """The configured provider; opens no connection and loads no model (see `load()`)."""
     provider = settings.embedding_provider
@@ -620,16 +637,17 @@ def create_embedder(settings: Settings) -> Embedder:
                 "embedding provider sentence-transformers needs the `semantic` extra: "
                 + _SEMANTIC_INSTALL_HINT
             )
-        if settings.embedding_backend != "torch" and not onnx_runtime_available():
+        backend = embedding_backend(settings)
+        if backend != "torch" and not onnx_runtime_available():
             raise EmbeddingError(
-                f"LEXINTEL_EMBEDDING_BACKEND={settings.embedding_backend} needs onnxruntime "
+                f"LEXINTEL_EMBEDDING_BACKEND={backend} needs onnxruntime "
                 f"and onnx: {_SEMANTIC_INSTALL_HINT}, or set LEXINTEL_EMBEDDING_BACKEND=torch"
             )
         return SentenceTransformerEmbedder(
             settings.embedding_model,
             device=settings.embedding_device,
             batch_size=settings.embedding_batch_size,
-            backend=settings.embedding_backend,
+            backend=backend,
             onnx_cache=settings.data_dir / "onnx",
         )
     if provider == "openai":

@@ -4,10 +4,10 @@ sentence-transformers' own `backend="onnx"` needs optimum-onnx, whose only relea
 transformers < 4.58; so the export is done here, with `torch.onnx.export` of the model's
 transformer (eager attention: the SDPA graph carries NaN guards that cost a fifth of the
 run time), fused by ONNX Runtime's transformer optimizer (Attention, SkipLayerNormalization,
-BiasGelu), and, for `onnx-int8`, dynamically quantized (int8 weights per output channel;
-per-tensor scales lose too much: cosine 0.89 to torch). Mean pooling and L2 normalisation
-run in numpy, with the model's own tokenizer and maximum sequence length, so the vectors are
-those of sentence-transformers (fp32: cosine >= 0.9999).
+BiasGelu), and, for `onnx-int8`, dynamically quantized (8-bit weights per output channel,
+unsigned: cosine 0.993 to torch on legal text, against 0.990 signed and 0.89 per tensor).
+Mean pooling and L2 normalisation run in numpy, with the model's own tokenizer and maximum
+sequence length, so the vectors are those of sentence-transformers (fp32: cosine >= 0.9999).
 
 The export is cached under `<data_dir>/onnx/<model>-<fingerprint>/model.onnx`; the
 fingerprint covers the model's files, the export code's version, the quantization and the
@@ -40,7 +40,7 @@ import numpy.typing as npt
 logger = logging.getLogger(__name__)
 
 # Bump when the exported graph changes (export options, optimization, quantization).
-EXPORT_VERSION = "1"
+EXPORT_VERSION = "2"
 MODEL_FILE = "model.onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SUPPORTED_MODULES = [
@@ -168,7 +168,7 @@ def export(model_path: Path, destination: Path, *, quantize: bool) -> None:
     quantize_dynamic(
         fused,
         destination,
-        weight_type=QuantType.QInt8,
+        weight_type=QuantType.QUInt8,
         per_channel=True,
         # The fused operators are outside ONNX's shape inference: their outputs are floats.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},

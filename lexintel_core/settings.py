@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbeddingProviderName = Literal["auto", "hashing", "sentence-transformers", "openai"]
 EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
+# "auto": onnx-int8 for the packaged model on the CPU (the fastest backend within 1 point of
+# torch's R@5, docs/BENCHMARKS.md), torch otherwise.
+EmbeddingBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8"]
 BlobBackend = Literal["postgres", "filesystem"]
 PdfEngineName = Literal["auto", "pypdf", "pypdfium2"]
 OcrMode = Literal["auto", "off", "force"]
@@ -60,7 +63,7 @@ class Settings(BaseSettings):
     embedding_device: str = "cpu"
     # What runs a sentence-transformers model: torch, or ONNX Runtime on the CPU (exported
     # once into <data_dir>/onnx), in fp32 or int8 (docs/BENCHMARKS.md, "Embedding backends").
-    embedding_backend: EmbeddingBackend = "torch"
+    embedding_backend: EmbeddingBackendSetting = "auto"
     embedding_batch_size: int = Field(default=32, ge=1)
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
@@ -213,7 +216,7 @@ class Settings(BaseSettings):
     def _overlap_below_size(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_size_tokens:
             raise ValueError("chunk_overlap_tokens must be smaller than chunk_size_tokens")
-        if self.embedding_backend != "torch" and self.embedding_device != "cpu":
+        if self.embedding_backend not in ("auto", "torch") and self.embedding_device != "cpu":
             raise ValueError(
                 f"embedding_backend {self.embedding_backend} runs on the CPU only: set "
                 f"embedding_backend=torch for embedding_device {self.embedding_device}"

@@ -161,6 +161,9 @@ async def _embed_new(run: JobRun, chunks: Sequence[Chunk]) -> Vectors:
             if chunk.search_text.strip():
                 todo.append(chunk.search_text)
             vectors[chunk.search_text] = None  # also marks a text seen twice
+    # Texts of about the same length share a batch, so little of it is padding: about 1.2x
+    # the chunks/s of MiniLM on the CPU (docs/BENCHMARKS.md, embedding backends).
+    todo.sort(key=len)
     batch_size = state.settings.embedding_batch_size
     for start in range(0, len(todo), batch_size):
         await run.check_cancelled()
@@ -277,18 +280,17 @@ async def embed_chunks(run: JobRun) -> str:
     state = run.state
     embedder = state.embedder
     await run.transition(ProcessingStatus.EMBEDDING)
+    chunk_text = func.coalesce(DocumentChunk.search_text, DocumentChunk.text)
     async with state.sessions() as session:
         rows = (
             await session.execute(
-                select(
-                    DocumentChunk.id,
-                    func.coalesce(DocumentChunk.search_text, DocumentChunk.text),
-                )
+                select(DocumentChunk.id, chunk_text)
                 .where(
                     DocumentChunk.document_id == run.document_id,
                     DocumentChunk.embedding_model.is_distinct_from(embedder.model_name),
                 )
-                .order_by(DocumentChunk.ordinal)
+                # Batches of texts of about the same length (as in `_embed_new`).
+                .order_by(func.length(chunk_text), DocumentChunk.ordinal)
             )
         ).all()
     batch_size = state.settings.embedding_batch_size

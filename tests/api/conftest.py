@@ -27,6 +27,7 @@ from websockets.typing import Subprotocol
 from lexintel_api.app import create_app
 from lexintel_api.auth import create_api_key
 from lexintel_api.services import Services
+from lexintel_api.websocket import WS_PROTOCOL
 from lexintel_core.db import SessionFactory
 from lexintel_core.embedded_servers import free_port
 from lexintel_core.settings import Settings
@@ -93,6 +94,8 @@ async def serve(
             # As the shipped commands run it: X-Forwarded-For is the app's to trust
             # (LEXINTEL_API_TRUSTED_PROXIES), not uvicorn's.
             proxy_headers=False,
+            ws=WS_PROTOCOL,
+            ws_per_message_deflate=False,
         )
     )
     task = asyncio.create_task(server.serve())

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,6 +19,9 @@ import websockets
 from gql import GraphQLRequest
 from redis.asyncio import Redis
 
+from lexintel_api import limits
+from lexintel_api.auth import Principal
+from lexintel_api.limits import TenantLimits
 from lexintel_core.db import SessionFactory
 from lexintel_core.settings import Settings
 from tests.api.conftest import (
@@ -318,3 +323,27 @@ async def test_queue_stats_count_only_the_callers_organization(
         "workersAlive": 0,
     }
     assert (await execute(api, globex.key, query))["queueStats"]["queued"] == 2
+
+
+async def test_renewing_extends_every_live_lease_and_revives_none(
+    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewal sends the leases in batches (one ZADD per set and batch): every lease held,
+    across batches, gets the new expiry; a lease released meanwhile stays gone."""
+    monkeypatch.setattr(limits, "_RENEW_BATCH", 3)
+    tenant_limits = TenantLimits(redis, settings)
+    principal = Principal(organization_id=uuid.uuid4(), api_key_id=uuid.uuid4())
+    leases = [await tenant_limits.acquire(principal) for _ in range(8)]
+    released = leases.pop()
+    # Released while a renewal could still name it: only Redis loses it.
+    sets = tenant_limits._leases[released]
+    for name in sets:
+        await redis.zrem(name, released)
+    before = time.time()
+    await tenant_limits._renew()
+    for name in sets:
+        scores = dict(await redis.zrange(name, 0, -1, withscores=True))
+        assert set(scores) == {lease.encode() for lease in leases}
+        assert all(
+            score >= before + settings.api_subscription_lease_seconds for score in scores.values()
+        )

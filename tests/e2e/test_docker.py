@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from lexintel_api.cli import app as cli_app
+from lexintel_api.websocket import WS_PROTOCOL
 from lexintel_core.settings import Settings
 from tests.tools import DEBIAN_PACKAGES
 
@@ -191,6 +192,8 @@ def test_every_container_command_exists() -> None:
             assert args[args.index("--port") + 1] == "8000"
             # Measured in docs/BENCHMARKS.md: compression costs every WebSocket its own zlib state.
             assert args[args.index("--ws-per-message-deflate") + 1] == "false"
+            # The lighter WebSocket protocol (lexintel_api.websocket), importable as named.
+            assert args[args.index("--ws") + 1] == WS_PROTOCOL
             # X-Forwarded-For is trusted per LEXINTEL_API_TRUSTED_PROXIES, not by uvicorn.
             assert "--no-proxy-headers" in args
         elif program == "python":

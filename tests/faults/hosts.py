@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import NullPool
 
 from lexintel_api.auth import create_api_key
+from lexintel_api.websocket import WS_PROTOCOL
 from lexintel_core import migrate
 from lexintel_core.embedded_servers import EmbeddedPostgres, redis_server_binary, wait_for_port
 from lexintel_core.jobs import JobName, ProcessDocument, job_id
@@ -463,7 +464,8 @@ def start_cluster(root: Path, worker_env: dict[str, Any]) -> Cluster:
         uvicorn = [
             sys.executable, "-m", "uvicorn", "lexintel_api.app:app",
             "--host", api.address, "--port", str(API_PORT),
-            "--no-proxy-headers", "--ws-per-message-deflate", "false", "--log-level", "warning",
+            "--no-proxy-headers", "--ws", WS_PROTOCOL, "--ws-per-message-deflate", "false",
+            "--log-level", "warning",
         ]  # fmt: skip
         api.start(uvicorn, cluster.env("api", **worker_env), root / "api.log")
         cluster.run(_until_serving(cluster, root / "api.log", within=90))

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lexintel_core.blobs import create_blob_store
 from lexintel_core.db import SessionFactory
-from lexintel_core.embeddings import Embedder
+from lexintel_core.embeddings import Embedder, create_embedder
 from lexintel_core.jobs import JobName, ProcessDocument, enqueue
 from lexintel_core.models import Document
 from lexintel_core.settings import Settings
@@ -149,6 +149,28 @@ async def test_a_reprocess_of_the_same_text_embeds_nothing_again(
     for before, after in zip(first, second, strict=True):
         assert after.embedding == before.embedding
         assert after.embedding_model == before.embedding_model
+
+
+async def test_texts_are_embedded_in_batches_of_similar_length(
+    uploader: Uploader, run_worker: RunWorker, sessions: SessionFactory, worker_settings: Settings
+) -> None:
+    """Chunks go to the embedder shortest first (less padding per batch), and each chunk
+    still gets its own text's vector."""
+    embedded: list[str] = []
+    # Pages of 8 to 40 sentences: chunks of many lengths, the short ones at page ends.
+    pages = [page[: len(page) * (number + 1) // 5] for number, page in enumerate(_pages(5))]
+    document = await uploader.upload(make_pdf(pages))
+    await run_worker(prepare=counting(embedded))
+    stored, chunks = await load(sessions, document.id)
+    assert stored.status is ProcessingStatus.READY, stored.error_message
+    lengths = [len(text_) for text_ in embedded]
+    assert len(set(lengths)) > 3
+    assert lengths == sorted(lengths)
+    embedder = create_embedder(worker_settings)
+    expected = await embedder.embed([chunk.search_text or "" for chunk in chunks])
+    for chunk, vector in zip(chunks, expected, strict=True):
+        assert chunk.embedding is not None
+        assert list(chunk.embedding) == pytest.approx(vector, abs=1e-6)
 
 
 async def test_a_changed_page_embeds_only_the_chunks_whose_text_changed(
