@@ -33,10 +33,7 @@ class Inbox:
 
     def put_nowait(self, item: ASGIReceiveEvent) -> None:
         self._items.append(item)
-        if self._waiters:
-            waiter = self._waiters.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_next()
 
     def empty(self) -> bool:
         return not self._items
