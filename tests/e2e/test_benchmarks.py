@@ -75,9 +75,12 @@ def test_pipeline_throughput_over_the_corpus_and_a_generated_pdf(tmp_path: Path)
 def test_embedding_throughput_of_the_hashing_provider(tmp_path: Path) -> None:
     arguments = ["--providers", "hashing", "--chunks", "16", "--batch-sizes", "4", "8"]
     result = _run(tmp_path, "embedding_throughput", *arguments, "--repeat", "1")
-    assert [(r["provider"], r["batch_size"]) for r in result["results"]] == [
-        ("hashing", 4),
-        ("hashing", 8),
+    # Each batch size in both orders: shortest first (as the worker batches) and as cut.
+    assert [(r["provider"], r["batch_size"], r["order"]) for r in result["results"]] == [
+        ("hashing", 4, "length"),
+        ("hashing", 4, "cut"),
+        ("hashing", 8, "length"),
+        ("hashing", 8, "cut"),
     ]
     assert all(r["chunks"] == 16 and r["chunks_per_s"] > 0 for r in result["results"])
 

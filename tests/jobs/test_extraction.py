@@ -410,7 +410,9 @@ def test_html_pathological_inputs_stay_linear(page: str, tmp_path: Path) -> None
     path.write_text(page, encoding="utf-8")
     started = time.perf_counter()
     extract_file(path)
-    assert time.perf_counter() - started < 10
+    # A quadratic parser takes hours on these; a linear one 0.4-3 s on an idle 2-core machine
+    # and up to 14 s late in the full suite (one long process, a heap the GC keeps scanning).
+    assert time.perf_counter() - started < 60
 
 
 def test_html_deep_nesting_keeps_every_word() -> None:
