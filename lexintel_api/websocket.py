@@ -29,7 +29,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self._items: list[ASGIReceiveEvent] = []
-        self._waiters: list[asyncio.Future[None]] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
 
     def put_nowait(self, item: ASGIReceiveEvent) -> None:
         self._items.append(item)
@@ -41,8 +41,6 @@ class Inbox:
     async def get(self) -> ASGIReceiveEvent:
         while not self._items:
             waiter = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = []
             self._waiters.append(waiter)
             try:
                 await waiter
